@@ -1,0 +1,202 @@
+"""The backend seam: the only module that knows numpy from cupy.
+
+A device name ("cpu", "cuda", "cuda:1") maps to an array module (`numpy` or
+`cupy`). Everything above asks this module for `xp` instead of importing an
+array library for math, so an op is written once and runs on both backends.
+cupy is imported lazily, on first use of a "cuda" device, so a CPU-only machine
+never needs it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_cupy = None          # the cupy module once imported
+_cupy_error = None    # why importing it failed, if it did
+_tf32 = False
+
+INSTALL_HINT = (
+    "install the cupy wheel that matches your CUDA driver: run `nvidia-smi` and read "
+    "'CUDA Version' in its header; for 12.x use `pip install -e \".[cuda12]\"` "
+    "(cupy-cuda12x), for 13.x `pip install -e \".[cuda13]\"` (cupy-cuda13x)"
+)
+
+
+class DeviceError(RuntimeError):
+    """A device was asked for that cannot be used, or two devices were mixed."""
+
+
+def _import_cupy():
+    global _cupy, _cupy_error
+    if _cupy is None and _cupy_error is None:
+        try:
+            import cupy  # noqa: F401  (the one import of cupy in the package)
+            cupy.cuda.runtime.getDeviceCount()
+            _cupy = cupy
+        except Exception as e:  # ImportError, or CUDARuntimeError with no GPU
+            _cupy_error = e
+    return _cupy
+
+
+def cuda_available() -> bool:
+    """True when cupy imports and sees at least one GPU."""
+    cp = _import_cupy()
+    return cp is not None and cp.cuda.runtime.getDeviceCount() > 0
+
+
+def device_count() -> int:
+    return _import_cupy().cuda.runtime.getDeviceCount() if cuda_available() else 0
+
+
+def canonical_device(device) -> str:
+    """Normalise a device name: None/"cpu" -> "cpu"; "cuda" -> "cuda:0"; "cuda:N" kept.
+
+    Raises DeviceError for unknown names, and for "cuda" when cupy or a GPU is absent.
+    """
+    if device is None:
+        return "cpu"
+    if not isinstance(device, str):
+        device = str(device)
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda" or device.startswith("cuda:"):
+        idx = 0 if device == "cuda" else device[5:]
+        try:
+            idx = int(idx)
+        except ValueError:
+            raise DeviceError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'") from None
+        if not cuda_available():
+            why = f" ({type(_cupy_error).__name__}: {_cupy_error})" if _cupy_error else ""
+            raise DeviceError(f"device {device!r} was requested but no usable CUDA GPU was found{why}; {INSTALL_HINT}")
+        n = device_count()
+        if not 0 <= idx < n:
+            raise DeviceError(f"device {device!r} does not exist: {n} CUDA device(s) visible")
+        return f"cuda:{idx}"
+    raise DeviceError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+
+
+def xp_for(device: str):
+    """The array module for a canonical device name."""
+    return np if device == "cpu" else _cupy
+
+
+def array_module(arr):
+    """numpy or cupy, whichever owns `arr`."""
+    if type(arr) is np.ndarray or _cupy is None:
+        return np
+    return _cupy if isinstance(arr, _cupy.ndarray) else np
+
+
+def device_of(arr) -> str:
+    if type(arr) is np.ndarray or _cupy is None or not isinstance(arr, _cupy.ndarray):
+        return "cpu"
+    return f"cuda:{arr.device.id}"
+
+
+def to_device(arr, device: str):
+    """Copy `arr` to `device` (a canonical name); returns `arr` itself when already there."""
+    if device_of(arr) == device:
+        return arr
+    if device == "cpu":
+        return arr.get()
+    with _cupy.cuda.Device(int(device[5:])):
+        return _cupy.asarray(arr)
+
+
+def to_numpy(arr) -> np.ndarray:
+    return arr if isinstance(arr, np.ndarray) else arr.get()
+
+
+def use_device(device: str):
+    """A context manager that makes `device` current for allocations (a no-op on the CPU)."""
+    import contextlib
+    if device == "cpu":
+        return contextlib.nullcontext()
+    return _cupy.cuda.Device(int(device[5:]))
+
+
+def set_tf32(enabled: bool) -> None:
+    """Allow TensorFloat-32 in GPU matmuls (faster, ~10-bit mantissa). Off by default so
+    CPU and GPU results agree to float32 precision. No effect on the CPU."""
+    global _tf32
+    _tf32 = bool(enabled)
+    cp = _import_cupy()
+    if cp is not None:
+        import os
+        # cupy reads CUPY_TF32 when it creates a cuBLAS handle; set both ways.
+        os.environ["CUPY_TF32"] = "1" if _tf32 else "0"
+        try:
+            cp._core.set_allow_tf32(_tf32) if hasattr(cp._core, "set_allow_tf32") else None
+        except Exception:
+            pass
+
+
+def tf32_enabled() -> bool:
+    return _tf32
+
+
+# ---------------------------------------------------------------- kernels that differ by backend
+def scatter_add(target, index, values) -> None:
+    """target[index] += values, accumulating repeated indices (np.add.at semantics), in place."""
+    if type(target) is np.ndarray:
+        np.add.at(target, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+
+
+def index_add_rows(num_rows: int, index, values):
+    """out[r] = sum of values[i] over i with index[i] == r; out has shape (num_rows, C).
+
+    `index` is 1-D (N,), `values` is (N, C). This is the embedding backward. On numpy a
+    sort + `add.reduceat` does it in O(N*C) without `np.add.at` (slow, unbuffered);
+    on cupy an atomic scatter-add kernel does it.
+    """
+    xp = array_module(values)
+    out = xp.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)
+    if index.size == 0:
+        return out
+    if xp is np:
+        order = np.argsort(index, kind="stable")
+        sorted_idx = index[order]
+        starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
+        out[sorted_idx[starts]] = np.add.reduceat(values[order], starts, axis=0)
+    else:
+        import cupyx
+        cupyx.scatter_add(out, index, values)
+    return out
+
+
+def erf(x):
+    """The error function, elementwise, on either backend.
+
+    Uses scipy / cupyx when present. Otherwise: the Maclaurin series for |x| < 3 and the
+    continued fraction for erfc beyond, both to about 1e-15 (loops run over series terms,
+    never over elements).
+    """
+    xp = array_module(x)
+    if xp is not np:
+        from cupyx.scipy.special import erf as cerf
+        return cerf(x)
+    try:
+        from scipy.special import erf as serf
+        return serf(x).astype(x.dtype, copy=False)
+    except ImportError:
+        pass
+    a = np.abs(x.astype(np.float64))
+    small = np.minimum(a, 3.0)
+    # erf(x) = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1))
+    term = small.copy()
+    total = small.copy()
+    x2 = small * small
+    for n in range(1, 60):
+        term = term * (-x2) / n
+        total = total + term / (2 * n + 1)
+    series = total * (2.0 / np.sqrt(np.pi))
+    big = np.maximum(a, 3.0)
+    # erfc(x) = exp(-x^2)/sqrt(pi) / (x + (1/2)/(x + 1/(x + (3/2)/(x + ...))))
+    f = big.copy()
+    for k in range(60, 0, -1):
+        f = big + (k / 2.0) / f
+    frac = 1.0 - np.exp(-big * big) / (np.sqrt(np.pi) * f)
+    out = np.where(a < 3.0, series, frac)
+    return (np.sign(x) * out).astype(x.dtype, copy=False)

@@ -1,0 +1,42 @@
+"""Data layer: corpus loading, tokenizers and batching (pure numpy, no autodiff).
+
+Typical use::
+
+    from tinygrad_lm.data import builtin_corpus, CharTokenizer, train_val_split, get_batch
+    text = builtin_corpus()
+    tok = CharTokenizer.from_text(text)
+    train, val = train_val_split(tok.encode_array(text))
+    x, y = get_batch(train, batch_size=32, block_size=64, rng=np.random.default_rng(0))
+"""
+
+from .batches import get_batch, iter_eval_batches, num_eval_tokens
+from .corpus import CORPUS_NAME, DataError, builtin_corpus, load_text, train_val_split
+from .tokenizer import (
+    SPLIT_PATTERN,
+    BPETokenizer,
+    CharTokenizer,
+    Tokenizer,
+    TokenizerError,
+    build_tokenizer,
+    load_tokenizer,
+    tokenizer_from_dict,
+)
+
+__all__ = [
+    "BPETokenizer",
+    "CORPUS_NAME",
+    "CharTokenizer",
+    "DataError",
+    "SPLIT_PATTERN",
+    "Tokenizer",
+    "TokenizerError",
+    "build_tokenizer",
+    "builtin_corpus",
+    "get_batch",
+    "iter_eval_batches",
+    "load_text",
+    "load_tokenizer",
+    "num_eval_tokens",
+    "tokenizer_from_dict",
+    "train_val_split",
+]

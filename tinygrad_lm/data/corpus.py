@@ -1,0 +1,111 @@
+"""Corpus loading and the train/validation split.
+
+The data layer is pure numpy/stdlib on purpose: it must not depend on the
+autodiff engine, so it can be tested (and reused, e.g. by the n-gram
+baseline) on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+__all__ = [
+    "CORPUS_NAME",
+    "DataError",
+    "builtin_corpus",
+    "load_text",
+    "train_val_split",
+]
+
+#: Human-readable name of the default corpus returned by :func:`builtin_corpus`.
+CORPUS_NAME = "pydoc-topics"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class DataError(ValueError):
+    """A problem with user-supplied data (file, corpus size, ...).
+
+    Messages are a single line and name the offending file or sizes, so a CLI
+    can print ``str(err)`` as-is without a traceback.
+    """
+
+
+def builtin_corpus() -> str:
+    """Return the default corpus, ``"pydoc-topics"`` (about 465 KB).
+
+    It is the text of the documentation topics that ship with every CPython
+    (``pydoc_data.topics.topics``, the data behind ``help("if")``), so the
+    project needs no download.  Topics are joined in sorted-key order with a
+    blank line between them, which makes the result deterministic for a given
+    Python version.
+    """
+    # Imported lazily: the module is ~0.5 MB and only needed when asked for.
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def load_text(path: PathLike) -> str:
+    """Read a UTF-8 text file and return its contents unchanged.
+
+    The text is returned exactly as stored (no newline translation), so that
+    tokenizers round-trip it byte for byte.  A leading UTF-8 byte-order mark,
+    which some editors add, is dropped because it is not part of the text.
+
+    Raises:
+        DataError: with a one-line message naming the file if it does not
+            exist, is a directory, cannot be read (permissions or other OS
+            error), is empty, or is not valid UTF-8 (the message gives the
+            byte offset of the first bad byte).
+    """
+    p = Path(path)
+    name = f"'{os.fspath(path)}'"
+    if not p.exists():
+        raise DataError(f"cannot read text file {name}: no such file")
+    if p.is_dir():
+        raise DataError(f"cannot read text file {name}: it is a directory")
+    try:
+        raw = p.read_bytes()
+    except PermissionError:
+        raise DataError(f"cannot read text file {name}: permission denied") from None
+    except OSError as err:  # e.g. EIO, a special file, a vanished file
+        reason = err.strerror or type(err).__name__
+        raise DataError(f"cannot read text file {name}: {reason}") from None
+    if not raw:
+        raise DataError(f"text file {name} is empty")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        bad = raw[err.start]
+        raise DataError(
+            f"text file {name} is not valid UTF-8: {err.reason} "
+            f"(byte 0x{bad:02x} at byte offset {err.start})"
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text:
+        raise DataError(f"text file {name} is empty (only a byte-order mark)")
+    return text
+
+
+def train_val_split(ids: np.ndarray, frac: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """Split a 1-D token array into ``(train, val)``: first ``frac``, then the rest.
+
+    Deterministic and contiguous, as in nanoGPT: ``n = int(frac * len(ids))``,
+    ``train = ids[:n]``, ``val = ids[n:]``.  A contiguous tail (rather than a
+    random sample of positions) keeps validation text unseen as a whole
+    passage, which is what a language model's held-out loss should measure.
+    The returned arrays are views of ``ids`` (no copy).
+    """
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise ValueError(f"train_val_split expects a 1-D array of token ids, got shape {arr.shape}")
+    if not 0.0 < frac <= 1.0:
+        raise ValueError(f"train fraction must be in (0, 1], got {frac}")
+    n = int(frac * len(arr))
+    return arr[:n], arr[n:]

@@ -1,0 +1,3 @@
+"""One `Function` per op, grouped by family. Importing this package registers them all in
+`tinygrad_lm.tensor.Function.registry`."""
+from . import elementwise, reduce, movement, matmul, index  # noqa: F401

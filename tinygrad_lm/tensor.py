@@ -1,0 +1,991 @@
+"""Tensor: an array, its gradient, and the node that made it.
+
+The autograd engine in one file:
+
+* `Function` is a node of the graph. `Function.apply(*tensors)` runs the op's
+  `forward` on raw arrays and, when any input needs a gradient, records itself
+  as the output's `_ctx` together with its inputs (`parents`).
+* `Tensor.backward()` walks the recorded graph in reverse topological order,
+  computed with an explicit stack (no recursion, so a chain 100,000 ops deep is
+  fine), calls each node's `backward(grad_output)` and sums the gradients of
+  tensors used more than once. Leaves accumulate into `.grad`.
+* The chain rule itself lives in `tinygrad_lm/ops/`: one `Function` per op, its
+  forward and backward side by side.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from . import backend
+
+float16, float32, float64 = np.float16, np.float32, np.float64
+int32, int64, bool_ = np.int32, np.int64, np.bool_
+DEFAULT_DTYPE = np.dtype(np.float32)
+
+_grad_enabled = True
+_observer = None  # set by tinygrad_lm.debug (trace / detect_anomaly): sees every forward and backward
+_scope: list = []  # module names entered by nn.Module.__call__, recorded on nodes when an observer wants them
+
+
+# ================================================================ grad mode
+class no_grad(contextlib.ContextDecorator):
+    """Context manager and decorator: ops inside record no graph (outputs have requires_grad=False)."""
+
+    def __enter__(self):
+        global _grad_enabled
+        self.prev, _grad_enabled = _grad_enabled, False
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self.prev
+
+
+class enable_grad(no_grad):
+    def __enter__(self):
+        global _grad_enabled
+        self.prev, _grad_enabled = _grad_enabled, True
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+# ================================================================ random numbers
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator behind rand/randn/dropout/init. Random numbers are drawn on the
+    CPU and moved to the device, so a seed gives the same tensors on every backend."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def get_rng() -> np.random.Generator:
+    return _rng
+
+
+def get_rng_state() -> dict:
+    return _rng.bit_generator.state
+
+
+def set_rng_state(state: dict) -> None:
+    _rng.bit_generator.state = state
+
+
+# ================================================================ the graph node
+class Function:
+    """One op: `forward(*arrays, **params) -> array` and `backward(grad) -> grads`.
+
+    `backward` gets the gradient of the loss with respect to the output and returns one
+    gradient per tensor input (None where `needs_input_grad` is False), each already
+    reduced to its input's shape. Subclasses register themselves in `Function.registry`
+    so tests can enumerate every op.
+    """
+
+    registry: dict = {}
+    differentiable = True
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if not cls.__name__.startswith("_"):
+            Function.registry[cls.__name__] = cls
+
+    @classmethod
+    def apply(cls, *inputs: "Tensor", **params) -> "Tensor":
+        ctx = cls.__new__(cls)
+        datas = [t.data for t in inputs]
+        for d in datas:  # a numpy-only graph costs one type check per input
+            if type(d) is not np.ndarray:
+                _check_devices(cls.__name__, inputs)
+                break
+        requires = _grad_enabled and cls.differentiable and any(t.requires_grad for t in inputs)
+        ctx.needs_input_grad = tuple(t.requires_grad for t in inputs) if requires else None
+        out = ctx.forward(*datas, **params)
+        if type(out) is not np.ndarray and not hasattr(out, "__cuda_array_interface__"):
+            out = np.asarray(out)  # numpy returns scalars from 0-d math
+        t = Tensor.__new__(Tensor)
+        t.data, t.grad, t.requires_grad, t._hooks, t._retains_grad, t.name = out, None, requires, None, False, None
+        if requires:
+            ctx.parents = inputs
+            t._ctx = ctx
+        else:
+            t._ctx = None
+        if _observer is not None:
+            _observer.forward(ctx, inputs, t, params)
+        return t
+
+    def free(self):
+        """Drop what forward saved; the node stays in the graph but can't run backward again."""
+        parents = self.parents
+        self.__dict__.clear()
+        self.parents, self.freed = parents, True
+
+    def __repr__(self):
+        return f"<{type(self).__name__}>"
+
+
+def _check_devices(op, inputs):
+    devs = {backend.device_of(t.data) for t in inputs}
+    if len(devs) > 1:
+        a, b = sorted(devs)[:2]
+        raise backend.DeviceError(f"{op}: expected all tensors on one device, got tensors on {a} and {b}")
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` down to `shape`: the backward of numpy broadcasting.
+
+    Broadcasting copies an input along new leading axes and along axes of size 1, so its
+    gradient is the sum over those axes.
+    """
+    if grad.shape == tuple(shape):
+        return grad
+    nlead = grad.ndim - len(shape)
+    axes = tuple(range(nlead)) + tuple(i + nlead for i, s in enumerate(shape) if s == 1 and grad.shape[i + nlead] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+def broadcast_shapes(op, *shapes):
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together") from None
+
+
+# ================================================================ Tensor
+def _infer_dtype(data):
+    if isinstance(data, bool) or (isinstance(data, (list, tuple)) and _first(data).__class__ is bool):
+        return np.bool_
+    return None
+
+
+def _first(x):
+    while isinstance(x, (list, tuple)) and x:
+        x = x[0]
+    return x
+
+
+def _to_array(data, dtype, device):
+    xp = backend.xp_for(device)
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+    if isinstance(data, np.ndarray) or hasattr(data, "__cuda_array_interface__"):
+        arr = data if dtype is None else data.astype(dtype, copy=False)
+        if device != backend.device_of(arr):
+            arr = backend.to_device(arr, device)
+        return arr
+    arr = np.asarray(data)
+    if dtype is None:
+        if arr.dtype.kind == "f":
+            dtype = DEFAULT_DTYPE
+        elif arr.dtype.kind in "iu":
+            dtype = np.dtype(np.int64)
+        elif arr.dtype.kind == "b":
+            dtype = np.dtype(np.bool_)
+        else:
+            raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} (numpy dtype {arr.dtype})")
+    arr = arr.astype(dtype, copy=False)
+    return arr if xp is np else backend.to_device(arr, device)
+
+
+class Tensor:
+    """An n-dimensional array with reverse-mode autodiff.
+
+    `Tensor(data, dtype=None, device=None, requires_grad=False)`: `data` is a Python
+    scalar, a nested list, a numpy (or cupy) array or a Tensor. Python floats become
+    float32 (the default dtype), ints int64, bools bool; arrays keep their dtype, as
+    `torch.tensor` does.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_hooks", "_retains_grad", "name", "__weakref__")
+    __array_priority__ = 1000  # numpy scalars on the left defer to our operators
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        device = backend.canonical_device(device) if device is not None else (
+            backend.device_of(data.data if isinstance(data, Tensor) else data)
+            if isinstance(data, Tensor) or hasattr(data, "__cuda_array_interface__") else "cpu")
+        self.data = _to_array(data, dtype, device)
+        self.grad = None
+        self._ctx = None
+        self._hooks = None
+        self._retains_grad = False
+        self.name = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @staticmethod
+    def _wrap(data, requires_grad=False) -> "Tensor":
+        t = Tensor.__new__(Tensor)
+        t.data, t.grad, t.requires_grad, t._ctx, t._hooks, t._retains_grad, t.name = data, None, requires_grad, None, None, False, None
+        return t
+
+    # ------------------------------------------------------------ properties
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    device = property(lambda self: backend.device_of(self.data))
+    is_leaf = property(lambda self: self._ctx is None)
+    T = property(lambda self: self.permute(*range(self.ndim - 1, -1, -1)))
+    mT = property(lambda self: self.transpose(-2, -1))
+
+    @property
+    def xp(self):
+        return backend.array_module(self.data)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def is_floating_point(self) -> bool:
+        return self.data.dtype.kind == "f"
+
+    # ------------------------------------------------------------ conversion
+    def numpy(self) -> np.ndarray:
+        if self.requires_grad:
+            raise RuntimeError("numpy(): can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()")
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted to Python scalars, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return backend.to_numpy(self.data).tolist()
+
+    def detach(self) -> "Tensor":
+        """A new leaf sharing this tensor's data, cut from the graph."""
+        return Tensor._wrap(self.data)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise TypeError(f"requires_grad_: only floating point tensors can require gradients, got dtype {self.dtype}")
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad_: can't turn off requires_grad of a non-leaf tensor; use detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep `.grad` on this non-leaf tensor after backward (leaves always keep theirs)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: can't retain the gradient of a tensor that does not require grad")
+        self._retains_grad = True
+
+    def register_hook(self, fn):
+        """`fn(grad) -> Tensor or None` runs when this tensor's gradient has been summed,
+        before it flows further back (or into `.grad` for a leaf). A returned tensor
+        replaces the gradient. Returns a handle with `.remove()`."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: can't register a hook on a tensor that does not require grad")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(fn)
+        hooks = self._hooks
+        return _Handle(lambda: fn in hooks and hooks.remove(fn))
+
+    def to(self, *args, dtype=None, device=None) -> "Tensor":
+        """`to(device)`, `to(dtype)` or both; differentiable (gradients flow back)."""
+        for a in args:
+            if isinstance(a, str):
+                device = a
+            else:
+                dtype = a
+        out = self
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            out = _ops.elementwise.Cast.apply(out, dtype=np.dtype(dtype))
+        if device is not None:
+            device = backend.canonical_device(device)
+            if device != out.device:
+                out = _ops.movement.ToDevice.apply(out, device=device)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, index: int = 0):
+        return self.to(f"cuda:{index}")
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    def half(self):
+        return self.to(np.float16)
+
+    def long(self):
+        return self.to(np.int64)
+
+    def int(self):
+        return self.to(np.int32)
+
+    def bool(self):
+        return self.to(np.bool_)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    def contiguous(self):
+        return self
+
+    def clone(self):
+        return _ops.elementwise.Clone.apply(self)
+
+    def __repr__(self):
+        arr = backend.to_numpy(self.data)
+        body = np.array2string(arr, separator=", ", precision=4, prefix="tensor(", threshold=200, edgeitems=3)
+        extras = []
+        if self.device != "cpu":
+            extras.append(f"device='{self.device}'")
+        if arr.dtype != DEFAULT_DTYPE and arr.dtype != np.int64 and arr.dtype != np.bool_ or arr.size == 0:
+            extras.append(f"dtype={arr.dtype}")
+        if self._ctx is not None:
+            extras.append(f"grad_fn=<{type(self._ctx).__name__}Backward>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"bool value of a tensor with {self.data.size} elements is ambiguous")
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    __hash__ = object.__hash__
+
+    def __array__(self, dtype=None, copy=None):
+        a = backend.to_numpy(self.data)
+        return a if dtype is None else a.astype(dtype)
+
+    # ------------------------------------------------------------ autograd
+    def backward(self, gradient=None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad`.
+
+        For a one-element tensor the seed gradient is 1; otherwise pass `gradient`, the
+        vector in the vector-Jacobian product, of this tensor's shape.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no grad_fn "
+                               "(was it computed under no_grad, or from tensors without requires_grad?)")
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward: grad can be implicitly created only for one-element outputs, "
+                                   f"got shape {self.shape}; pass gradient= of that shape")
+            seed, shared = self.xp.ones_like(self.data), set()
+        else:
+            g = gradient.data if isinstance(gradient, Tensor) else self.xp.asarray(gradient)
+            if g.shape != self.shape:
+                raise ValueError(f"backward: gradient has shape {g.shape} but the tensor has shape {self.shape}")
+            seed = g.astype(self.dtype, copy=False)
+            shared = {id(seed)}
+        _run_backward(self, seed, shared, retain_graph)
+
+    def _topo(self):
+        """Tensors reachable from self through nodes that need grad, inputs before outputs."""
+        order, seen, stack = [], set(), [(self, False)]
+        while stack:
+            t, done = stack.pop()
+            if done:
+                order.append(t)
+                continue
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            stack.append((t, True))
+            ctx = t._ctx
+            if ctx is not None:
+                for p in ctx.parents:
+                    if p.requires_grad and id(p) not in seen:
+                        stack.append((p, False))
+        return order
+
+    # ------------------------------------------------------------ constants
+    def _const(self, x) -> "Tensor":
+        """A Python scalar (or array-like) as a tensor of this tensor's dtype and device."""
+        if isinstance(x, Tensor):
+            return x
+        dtype = self.data.dtype
+        if isinstance(x, float) and dtype.kind not in "fc":
+            dtype = DEFAULT_DTYPE
+        elif isinstance(x, bool) and dtype.kind == "b":
+            dtype = np.dtype(np.bool_)
+        xp = self.xp
+        return Tensor._wrap(xp.asarray(x, dtype=dtype) if not isinstance(x, (np.ndarray,)) or xp is np else xp.asarray(x))
+
+    # ------------------------------------------------------------ operators
+    def __add__(self, o): return _E.Add.apply(self, self._const(o))
+    def __radd__(self, o): return _E.Add.apply(self._const(o), self)
+    def __sub__(self, o): return _E.Sub.apply(self, self._const(o))
+    def __rsub__(self, o): return _E.Sub.apply(self._const(o), self)
+    def __mul__(self, o): return _E.Mul.apply(self, self._const(o))
+    def __rmul__(self, o): return _E.Mul.apply(self._const(o), self)
+    def __truediv__(self, o): return _E.Div.apply(self, self._const(o))
+    def __rtruediv__(self, o): return _E.Div.apply(self._const(o), self)
+    def __neg__(self): return _E.Neg.apply(self)
+    def __matmul__(self, o): return _MM.Matmul.apply(self, self._const(o))
+    def __rmatmul__(self, o): return _MM.Matmul.apply(self._const(o), self)
+    def __abs__(self): return _E.Abs.apply(self)
+    def __getitem__(self, idx): return _M.getitem(self, idx)
+
+    def __pow__(self, o):
+        if isinstance(o, Tensor):
+            return _E.Pow.apply(self, o)
+        return _E.PowScalar.apply(self, exponent=o)
+
+    def __rpow__(self, o):
+        return _E.Pow.apply(self._const(o), self)
+
+    def __setitem__(self, idx, value):
+        raise TypeError("tensors are immutable in tinygrad_lm: use masked_fill, where or cat to build a new one")
+
+    # comparisons: bool tensors, no gradient
+    def _cmp(self, o, fn):
+        o = o.data if isinstance(o, Tensor) else o
+        return Tensor._wrap(backend.array_module(self.data).asarray(fn(self.data, o)))
+
+    def __eq__(self, o): return self._cmp(o, lambda a, b: a == b)
+    def __ne__(self, o): return self._cmp(o, lambda a, b: a != b)
+    def __lt__(self, o): return self._cmp(o, lambda a, b: a < b)
+    def __le__(self, o): return self._cmp(o, lambda a, b: a <= b)
+    def __gt__(self, o): return self._cmp(o, lambda a, b: a > b)
+    def __ge__(self, o): return self._cmp(o, lambda a, b: a >= b)
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+
+    def __invert__(self):
+        return Tensor._wrap(~self.data)
+
+    def __and__(self, o): return self._cmp(o, lambda a, b: a & b)
+    def __or__(self, o): return self._cmp(o, lambda a, b: a | b)
+    def isnan(self): return Tensor._wrap(self.xp.isnan(self.data))
+    def isinf(self): return Tensor._wrap(self.xp.isinf(self.data))
+    def isfinite(self): return Tensor._wrap(self.xp.isfinite(self.data))
+    def any(self): return Tensor._wrap(self.xp.asarray(self.data.any()))
+    def all(self): return Tensor._wrap(self.xp.asarray(self.data.all()))
+
+    def allclose(self, other, rtol=1e-5, atol=1e-8) -> bool:
+        o = other.data if isinstance(other, Tensor) else other
+        return bool(self.xp.allclose(self.data, o, rtol=rtol, atol=atol))
+
+    # ------------------------------------------------------------ elementwise
+    add = __add__
+    sub = __sub__
+    mul = __mul__
+    div = __truediv__
+    neg = __neg__
+    matmul = __matmul__
+    pow = __pow__
+    def exp(self): return _E.Exp.apply(self)
+    def log(self): return _E.Log.apply(self)
+    def sqrt(self): return _E.Sqrt.apply(self)
+    def rsqrt(self): return _E.PowScalar.apply(self, exponent=-0.5)
+    def abs(self): return _E.Abs.apply(self)
+    def tanh(self): return _E.Tanh.apply(self)
+    def sigmoid(self): return _E.Sigmoid.apply(self)
+    def relu(self): return _E.Relu.apply(self)
+    def square(self): return _E.PowScalar.apply(self, exponent=2)
+    def reciprocal(self): return _E.PowScalar.apply(self, exponent=-1)
+    def gelu(self, approximate: str = "none"): return _E.Gelu.apply(self, approximate=approximate)
+    def maximum(self, o): return _E.Maximum.apply(self, self._const(o))
+    def minimum(self, o): return _E.Minimum.apply(self, self._const(o))
+
+    def clamp(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        return _E.Clamp.apply(self, min=min, max=max)
+
+    clip = clamp
+
+    def where(self, condition, other):
+        """`condition ? self : other` (PyTorch's `Tensor.where`)."""
+        return where(condition, self, other)
+
+    def masked_fill(self, mask, value):
+        """Positions where `mask` is True take `value`; the gradient there is zero."""
+        mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=self.device)
+        if mask.dtype != np.bool_:
+            raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {mask.dtype}")
+        broadcast_shapes("masked_fill", self.shape, mask.shape)
+        return _E.MaskedFill.apply(self, mask, value=value)
+
+    def tril(self, diagonal: int = 0): return _E.Tril.apply(self, diagonal=diagonal, upper=False)
+    def triu(self, diagonal: int = 0): return _E.Tril.apply(self, diagonal=diagonal, upper=True)
+
+    # ------------------------------------------------------------ reductions
+    def sum(self, dim=None, keepdim=False): return _R.Sum.apply(self, dim=_dims(dim, self.ndim, "sum"), keepdim=keepdim)
+    def mean(self, dim=None, keepdim=False): return _R.Mean.apply(self, dim=_dims(dim, self.ndim, "mean"), keepdim=keepdim)
+    def amax(self, dim=None, keepdim=False): return _R.Max.apply(self, dim=_dims(dim, self.ndim, "amax"), keepdim=keepdim)
+    def amin(self, dim=None, keepdim=False): return _R.Min.apply(self, dim=_dims(dim, self.ndim, "amin"), keepdim=keepdim)
+    def logsumexp(self, dim=None, keepdim=False): return _R.LogSumExp.apply(self, dim=_dims(dim, self.ndim, "logsumexp"), keepdim=keepdim)
+    def prod(self, dim=None, keepdim=False): return _R.Prod.apply(self, dim=_dims(dim, self.ndim, "prod"), keepdim=keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        """Without `dim`: the largest element. With an int `dim`: `(values, indices)` as
+        PyTorch returns. Deviation: tied maxima share the gradient evenly (PyTorch's
+        `max(dim)` gives it all to one index; its `amax` shares it, as we do)."""
+        if dim is None or isinstance(dim, (tuple, list)):
+            return self.amax(dim, keepdim)
+        return MinMax(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+
+    def min(self, dim=None, keepdim=False):
+        """See `max`: ties share the gradient evenly."""
+        if dim is None or isinstance(dim, (tuple, list)):
+            return self.amin(dim, keepdim)
+        return MinMax(self.amin(dim, keepdim), self.argmin(dim, keepdim))
+
+    def var(self, dim=None, correction=1, keepdim=False):
+        """Variance with Bessel's `correction` (1 = unbiased, PyTorch's default; 0 = population)."""
+        return _R.Var.apply(self, dim=_dims(dim, self.ndim, "var"), correction=correction, keepdim=keepdim)
+
+    def std(self, dim=None, correction=1, keepdim=False):
+        return self.var(dim, correction, keepdim).sqrt()
+
+    def argmax(self, dim=None, keepdim=False): return self._arg(self.xp.argmax, dim, keepdim)
+    def argmin(self, dim=None, keepdim=False): return self._arg(self.xp.argmin, dim, keepdim)
+
+    def _arg(self, fn, dim, keepdim):
+        if dim is None:
+            out = fn(self.data.reshape(-1))
+            return Tensor._wrap(self.xp.asarray(out, dtype=np.int64).reshape((1,) * self.ndim if keepdim else ()))
+        d = _dims(dim, self.ndim, "argmax")[0]
+        out = fn(self.data, axis=d)
+        if keepdim:
+            out = self.xp.expand_dims(out, d)
+        return Tensor._wrap(self.xp.asarray(out).astype(np.int64, copy=False))
+
+    # ------------------------------------------------------------ movement
+    def reshape(self, *shape):
+        shape = _shape_arg(shape)
+        return _M.Reshape.apply(self, shape=_resolve_shape("reshape", self.shape, shape))
+
+    view = reshape
+
+    def view_as(self, other): return self.reshape(other.shape)
+    def reshape_as(self, other): return self.reshape(other.shape)
+
+    def permute(self, *dims):
+        dims = _shape_arg(dims)
+        if sorted(d % self.ndim if self.ndim else d for d in dims) != list(range(self.ndim)):
+            raise ValueError(f"permute: dims {tuple(dims)} are not a permutation of the {self.ndim} dims of shape {self.shape}")
+        return _M.Permute.apply(self, dims=tuple(d % self.ndim for d in dims))
+
+    def transpose(self, dim0, dim1):
+        dims = list(range(self.ndim))
+        d0, d1 = _dims(dim0, self.ndim, "transpose")[0], _dims(dim1, self.ndim, "transpose")[0]
+        dims[d0], dims[d1] = dims[d1], dims[d0]
+        return _M.Permute.apply(self, dims=tuple(dims))
+
+    swapaxes = transpose
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            shape = tuple(s for s in self.shape if s != 1)
+        else:
+            ds = _dims(dim, self.ndim, "squeeze")
+            shape = tuple(s for i, s in enumerate(self.shape) if not (i in ds and s == 1))
+        return _M.Reshape.apply(self, shape=shape)
+
+    def unsqueeze(self, dim):
+        d = _dims(dim, self.ndim + 1, "unsqueeze")[0]
+        return _M.Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:])
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = _dims(start_dim, self.ndim, "flatten")[0], _dims(end_dim, self.ndim, "flatten")[0]
+        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:])
+
+    def unflatten(self, dim, sizes):
+        d = _dims(dim, self.ndim, "unflatten")[0]
+        return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1:])
+
+    def expand(self, *sizes):
+        sizes = _shape_arg(sizes)
+        lead = len(sizes) - self.ndim
+        if lead < 0:
+            raise ValueError(f"expand: the number of sizes {tuple(sizes)} is less than the tensor's dims {self.shape}")
+        shape = tuple(self.shape[i - lead] if (s == -1 and i >= lead) else s for i, s in enumerate(sizes))
+        return self.broadcast_to(shape)
+
+    def broadcast_to(self, shape):
+        shape = tuple(shape)
+        if broadcast_shapes("expand", self.shape, shape) != shape:
+            raise ValueError(f"expand: shape {self.shape} cannot be expanded to {shape}")
+        return _M.Expand.apply(self, shape=shape)
+
+    def expand_as(self, other): return self.broadcast_to(other.shape)
+
+    def split(self, split_size_or_sections, dim=0):
+        """Pieces of `split_size` along `dim` (the last may be smaller), or of the given sizes."""
+        d = _dims(dim, self.ndim, "split")[0]
+        n = self.shape[d]
+        if isinstance(split_size_or_sections, int):
+            if split_size_or_sections <= 0:
+                raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
+            sizes = [min(split_size_or_sections, n - i) for i in range(0, n, split_size_or_sections)]
+        else:
+            sizes = list(split_size_or_sections)
+            if sum(sizes) != n:
+                raise ValueError(f"split: sections {sizes} sum to {sum(sizes)} but dim {d} of shape {self.shape} has size {n}")
+        out, start = [], 0
+        for s in sizes:
+            idx = (slice(None),) * d + (slice(start, start + s),)
+            out.append(_M.Slice.apply(self, index=idx))
+            start += s
+        return tuple(out)
+
+    def chunk(self, chunks: int, dim=0):
+        n = self.shape[_dims(dim, self.ndim, "chunk")[0]]
+        return self.split(max(1, -(-n // chunks)), dim)
+
+    def unbind(self, dim=0):
+        d = _dims(dim, self.ndim, "unbind")[0]
+        return tuple(t.squeeze(d) for t in self.split(1, d))
+
+    def gather(self, dim, index):
+        """out[i][j][k] = self[index[i][j][k]][j][k] for dim=0 (and so on), like torch.gather."""
+        return take_along_dim(self, index, dim)
+
+    def take_along_dim(self, indices, dim):
+        return take_along_dim(self, indices, dim)
+
+    def index_select(self, dim, index):
+        index = index if isinstance(index, Tensor) else Tensor(index, device=self.device)
+        if index.ndim != 1 or index.dtype.kind not in "iu":
+            raise TypeError(f"index_select: index must be a 1-D integer tensor, got shape {index.shape} dtype {index.dtype}")
+        d = _dims(dim, self.ndim, "index_select")[0]
+        return _M.getitem(self, (slice(None),) * d + (index,))
+
+    def repeat(self, *sizes):
+        sizes = _shape_arg(sizes)
+        if len(sizes) < self.ndim:
+            raise ValueError(f"repeat: {len(sizes)} repeats for a tensor of {self.ndim} dims")
+        x = self.reshape((1,) * (len(sizes) - self.ndim) + self.shape)
+        shape = x.shape
+        inter = tuple(v for s, r in zip(shape, sizes) for v in (r, s))
+        x = x.reshape(tuple(v for s in shape for v in (1, s))).broadcast_to(inter)
+        return x.reshape(tuple(s * r for s, r in zip(shape, sizes)))
+
+    # ------------------------------------------------------------ nn shortcuts
+    def softmax(self, dim=-1):
+        from .nn import functional as F
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim=-1):
+        from .nn import functional as F
+        return F.log_softmax(self, dim)
+
+
+MinMax = namedtuple("MinMax", ["values", "indices"])
+
+
+class _Handle:
+    def __init__(self, remove):
+        self.remove = remove
+
+
+def _shape_arg(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def _resolve_shape(op, old, shape):
+    size = math.prod(old)
+    if shape.count(-1) > 1:
+        raise ValueError(f"{op}: only one dimension can be -1, got {shape}")
+    if -1 in shape:
+        rest = math.prod(s for s in shape if s != -1)
+        if rest == 0 or size % rest:
+            raise ValueError(f"{op}: shape {shape} is invalid for a tensor of shape {old} ({size} elements)")
+        shape = tuple(size // rest if s == -1 else s for s in shape)
+    if math.prod(shape) != size:
+        raise ValueError(f"{op}: shape {shape} is invalid for a tensor of shape {old} ({size} elements)")
+    return shape
+
+
+def _dims(dim, ndim, op):
+    """Normalise `dim` (None, int or tuple) to a sorted tuple of non-negative axes."""
+    if dim is None:
+        return None
+    ds = (dim,) if isinstance(dim, int) else tuple(dim)
+    n = max(ndim, 1)
+    out = []
+    for d in ds:
+        if not -n <= d < n:
+            raise IndexError(f"{op}: dim {d} is out of range for a tensor of {ndim} dims")
+        out.append(d % n)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: dim {dim} repeats a dimension")
+    return tuple(sorted(out))
+
+
+# ================================================================ the backward pass
+def _run_backward(root: Tensor, seed, shared: set, retain_graph: bool) -> None:
+    """Reverse-mode sweep. `grads` maps id(tensor) -> the summed gradient so far;
+    `shared` holds ids of gradient arrays that alias another's (an op that passes its
+    output gradient through unchanged, like add), which must be copied before a leaf
+    keeps them as its own `.grad`."""
+    order = root._topo()
+    grads = {id(root): seed}
+    observer = _observer
+    for t in reversed(order):
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue
+        if t._hooks:
+            for hook in t._hooks:
+                r = hook(Tensor._wrap(g))
+                if r is not None:
+                    if r.shape != t.shape:
+                        raise ValueError(f"hook returned a gradient of shape {r.shape} for a tensor of shape {t.shape}")
+                    g = r.data
+                    shared.add(id(g))
+        ctx = t._ctx
+        if ctx is None:  # a leaf: accumulate into .grad
+            if id(g) in shared or not g.flags.writeable or g.base is not None:
+                g = g.copy()
+            t.grad = Tensor._wrap(g) if t.grad is None else Tensor._wrap(t.grad.data + g)
+            continue
+        if t._retains_grad:
+            t.grad = Tensor._wrap(g.copy()) if t.grad is None else Tensor._wrap(t.grad.data + g)
+        if getattr(ctx, "freed", False):
+            raise RuntimeError(f"backward: trying to backward through the graph a second time ({type(ctx).__name__} "
+                               f"was freed after the first backward); pass retain_graph=True to the first call")
+        in_grads = ctx.backward(g)
+        if type(in_grads) is not tuple:
+            in_grads = (in_grads,)
+        if observer is not None:
+            observer.backward(ctx, t, g, in_grads)
+        for p, pg in zip(ctx.parents, in_grads):
+            if pg is None or not p.requires_grad:
+                continue
+            if type(pg) is not np.ndarray and not hasattr(pg, "__cuda_array_interface__"):
+                pg = np.asarray(pg)  # numpy turns 0-d results into scalars
+            if pg.dtype != p.data.dtype:
+                pg = pg.astype(p.data.dtype)
+            k = id(p)
+            if k in grads:
+                grads[k] = grads[k] + pg
+                shared.discard(k)
+            else:
+                grads[k] = pg
+                if pg is g:
+                    shared.add(id(pg))
+        if not retain_graph:
+            ctx.free()
+
+
+# ================================================================ constructors
+def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def _make(fn, shape, dtype, device, requires_grad):
+    device = backend.canonical_device(device)
+    dtype = np.dtype(dtype) if dtype is not None else DEFAULT_DTYPE
+    arr = fn(backend.xp_for(device), _shape_arg(shape), dtype)
+    return Tensor._wrap(arr).requires_grad_(requires_grad) if requires_grad else Tensor._wrap(arr)
+
+
+def _random(fn, shape, dtype, device, requires_grad):
+    # drawn on the CPU from the one seeded generator, then moved: same numbers on every device
+    def make(xp, shp, dt):
+        arr = fn(shp).astype(dt, copy=False)
+        return arr if xp is np else backend.to_device(arr, device)
+    return _make(make, shape, dtype, device, requires_grad)
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False):
+    return _make(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False):
+    return _make(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad)
+
+
+def empty(*shape, dtype=None, device=None, requires_grad=False):
+    return _make(lambda xp, s, d: xp.empty(s, d), shape, dtype, device, requires_grad)
+
+
+def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+    if dtype is None and isinstance(fill_value, bool):
+        dtype = np.bool_
+    elif dtype is None and isinstance(fill_value, int):
+        dtype = np.int64
+    return _make(lambda xp, s, d: xp.full(s, fill_value, d), shape, dtype, device, requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad=False):
+    """Uniform on [0, 1)."""
+    return _random(lambda s: _rng.random(s), shape, dtype, device, requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad=False):
+    """Standard normal."""
+    return _random(lambda s: _rng.standard_normal(s), shape, dtype, device, requires_grad)
+
+
+def randint(low, high, size, dtype=np.int64, device=None):
+    return _random(lambda s: _rng.integers(low, high, s), size, dtype, device, False)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        dtype = np.int64 if all(isinstance(v, int) for v in (start, end, step)) else DEFAULT_DTYPE
+    return _make(lambda xp, s, d: xp.arange(start, end, step, dtype=d), (), dtype, device, requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    return _make(lambda xp, s, d: xp.eye(n, m, dtype=d), (), dtype, device, requires_grad)
+
+
+def _like(fn):
+    @functools.wraps(fn)
+    def like(t, dtype=None, device=None, requires_grad=False, **kw):
+        return fn(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad, **kw)
+    return like
+
+
+zeros_like, ones_like, empty_like, rand_like, randn_like = map(_like, (zeros, ones, empty, rand, randn))
+
+
+def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+# ================================================================ functions over several tensors
+def _as_tensors(op, tensors):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{op}: expected a non-empty list of tensors")
+    return [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+
+
+def cat(tensors, dim=0) -> Tensor:
+    ts = _as_tensors("cat", tensors)
+    d = _dims(dim, ts[0].ndim, "cat")[0]
+    ref = ts[0].shape
+    for t in ts[1:]:
+        if t.ndim != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != d):
+            raise ValueError(f"cat: shapes {ref} and {t.shape} differ outside dim {d}")
+    return _M.Cat.apply(*ts, dim=d)
+
+
+concatenate = cat
+
+
+def stack(tensors, dim=0) -> Tensor:
+    ts = _as_tensors("stack", tensors)
+    for t in ts[1:]:
+        if t.shape != ts[0].shape:
+            raise ValueError(f"stack: expects tensors of one shape, got {ts[0].shape} and {t.shape}")
+    d = _dims(dim, ts[0].ndim + 1, "stack")[0]
+    return cat([t.unsqueeze(d) for t in ts], dim=d)
+
+
+def where(condition, input, other) -> Tensor:
+    """Elementwise `condition ? input : other`; the gradient flows to the chosen side."""
+    ref = input if isinstance(input, Tensor) else other if isinstance(other, Tensor) else None
+    if ref is None:
+        raise TypeError("where: at least one of input and other must be a tensor")
+    cond = condition if isinstance(condition, Tensor) else Tensor(condition, device=ref.device)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
+    a, b = ref._const(input), ref._const(other)
+    broadcast_shapes("where", cond.shape, a.shape, b.shape)
+    return _E.Where.apply(cond, a, b)
+
+
+def maximum(a, b): return a.maximum(b) if isinstance(a, Tensor) else b._const(a).maximum(b)
+def minimum(a, b): return a.minimum(b) if isinstance(a, Tensor) else b._const(a).minimum(b)
+
+
+def take_along_dim(input: Tensor, indices, dim) -> Tensor:
+    indices = indices if isinstance(indices, Tensor) else Tensor(indices, device=input.device)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"gather: index must be an integer tensor, got dtype {indices.dtype}")
+    d = _dims(dim, input.ndim, "gather")[0]
+    if indices.ndim != input.ndim:
+        raise ValueError(f"gather: index has {indices.ndim} dims but input has {input.ndim} (shapes {indices.shape} and {input.shape})")
+    n = input.shape[d]
+    if indices.numel() and (int(indices.data.min()) < -n or int(indices.data.max()) >= n):
+        raise IndexError(f"gather: index out of range for dim {d} of size {n} (input shape {input.shape})")
+    return _M.Gather.apply(input, indices, dim=d)
+
+
+def one_hot(indices, num_classes: int = -1) -> Tensor:
+    """int64 one-hot encoding along a new last dim (no gradient), like F.one_hot."""
+    idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+    xp = backend.array_module(idx)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: expected an integer tensor, got dtype {idx.dtype}")
+    if num_classes < 0:
+        num_classes = int(idx.max()) + 1 if idx.size else 0
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_classes):
+        raise IndexError(f"one_hot: class values must be in [0, {num_classes}), got range [{int(idx.min())}, {int(idx.max())}]")
+    return Tensor._wrap((idx[..., None] == xp.arange(num_classes)).astype(np.int64))
+
+
+def pad(input: Tensor, pad, value=0.0) -> Tensor:
+    """Constant padding; `pad` lists (before, after) pairs starting from the LAST dim, as
+    torch.nn.functional.pad does. Negative padding crops."""
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: padding {pad} must have an even length of at most 2*{input.ndim} for shape {input.shape}")
+    widths = [(0, 0)] * input.ndim
+    for i in range(len(pad) // 2):
+        widths[input.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    for (b, a), s in zip(widths, input.shape):
+        if s + b + a < 0:
+            raise ValueError(f"pad: padding {pad} makes a negative size for shape {input.shape}")
+    return _M.Pad.apply(input, widths=tuple(widths), value=value)
+
+
+def embedding(weight: Tensor, indices) -> Tensor:
+    """Rows of `weight` picked by integer `indices`: out[..., :] = weight[indices[...], :]."""
+    idx = indices if isinstance(indices, Tensor) else Tensor(indices, device=weight.device)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {idx.dtype}")
+    n = weight.shape[0]
+    if idx.numel() and (int(idx.data.min()) < 0 or int(idx.data.max()) >= n):
+        raise IndexError(f"embedding: index out of range: indices span [{int(idx.data.min())}, {int(idx.data.max())}] "
+                         f"but the table has {n} rows (weight shape {weight.shape})")
+    return _I.EmbeddingLookup.apply(weight, idx)
+
+
+# The op modules import Function from this module, so they are imported last.
+from . import ops as _ops  # noqa: E402
+from .ops import elementwise as _E, reduce as _R, movement as _M, matmul as _MM, index as _I  # noqa: E402

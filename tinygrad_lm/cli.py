@@ -1,0 +1,248 @@
+"""`tinygrad-lm`: train | sample | eval | ngram | gradcheck | bench | graph.
+
+Every error a user can cause (a bad flag, a missing file, a broken checkpoint) ends in a
+one-line message naming the problem and exit status 2; nothing on disk is changed.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a GPT on a text file (default: the built-in corpus)",
+                       description="Train a GPT. Without flags: the 'default' setup on the built-in corpus "
+                                   "(Python's own documentation topics), about 5 minutes on 2 CPU cores.")
+    p.add_argument("--preset", choices=["default", "cpu", "gpu"], default="default",
+                   help="cpu = nanoGPT's CPU config (4x4x128, block 64, batch 12, 2000 iters); "
+                        "gpu = nanoGPT's baby Shakespeare config (6x6x384, block 256, batch 64, 5000 iters, dropout 0.2); "
+                        "default = the quick-start run. Explicit flags override the preset.")
+    p.add_argument("--data", help="a UTF-8 text file to train on (default: the built-in corpus)")
+    p.add_argument("--tokenizer", choices=["char", "bpe"])
+    p.add_argument("--vocab-size", type=int, help="BPE vocabulary size (>= 256)")
+    for name, typ in (("n-layer", int), ("n-head", int), ("n-embd", int), ("block-size", int), ("batch-size", int),
+                      ("lr", float), ("min-lr", float), ("warmup-iters", int), ("max-iters", int),
+                      ("lr-decay-iters", int), ("weight-decay", float), ("beta1", float), ("beta2", float),
+                      ("dropout", float), ("grad-clip", float), ("eval-interval", int), ("eval-iters", int),
+                      ("seed", int), ("sample-tokens", int)):
+        p.add_argument(f"--{name}", type=typ)
+    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None, help="biases in Linear and LayerNorm")
+    p.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument("--out-dir", help="where checkpoints, loss.csv and loss.png go (default: out)")
+    p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out-dir exactly where it stopped")
+    p.add_argument("--force", action="store_true", help="overwrite a checkpoint already in --out-dir")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+# The quick-start run: sized to finish in about 5 minutes on a 2-core CPU (see README).
+DEFAULT_PRESET = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=16, max_iters=3000, lr=1e-3,
+                      min_lr=1e-4, lr_decay_iters=3000, warmup_iters=100, dropout=0.0, beta2=0.99, weight_decay=0.1,
+                      grad_clip=1.0, eval_interval=500, eval_iters=20)
+
+
+def cmd_train(a):
+    from .train import PRESETS, config_from_args, train
+    PRESETS.setdefault("default", DEFAULT_PRESET)
+    args = {k: v for k, v in vars(a).items() if k not in ("func", "preset", "command", "no_progress")}
+    cfg = config_from_args(args, a.preset)
+    cfg.progress = not a.no_progress
+    summary = train(cfg)
+    return 130 if summary["interrupted"] else 0
+
+
+def _add_sample(sub):
+    p = sub.add_parser("sample", help="continue a prompt with a trained checkpoint")
+    p.add_argument("--out-dir", default="out", help="the training run's folder (default: out)")
+    p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="sample")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--beam-width", type=int, default=4)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--show-probs", type=int, nargs="?", const=5, default=0, metavar="K",
+                   help="print the top K candidates and their probabilities at each step (default K: 5)")
+    p.add_argument("--no-cache", action="store_true", help="re-run the whole context each step instead of using the KV cache")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(a):
+    import numpy as np
+    from .generate import generate, validate_options
+    from .train import load_model
+    validate_options(a.strategy, a.temperature, a.top_k, a.top_p, a.beam_width, a.num_samples)
+    if a.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {a.max_new_tokens}")
+    if a.prompt == "":
+        raise ValueError("--prompt must not be empty")
+    model, tok, meta = load_model(a.out_dir, a.device)
+    prompt = tok.encode(a.prompt)
+    gens = generate(model, prompt, a.max_new_tokens, strategy=a.strategy, temperature=a.temperature, top_k=a.top_k,
+                    top_p=a.top_p, num_samples=a.num_samples, beam_width=a.beam_width,
+                    rng=np.random.default_rng(a.seed), use_cache=not a.no_cache, show_probs=a.show_probs)
+    for i, g in enumerate(gens):
+        label = f"beam {i}" if a.strategy == "beam" else f"sample {i}"
+        print(f"--- {label}: total log-probability {g.logprob:.3f} over {len(g.tokens)} tokens "
+              f"(perplexity {math.exp(-g.logprob / max(len(g.tokens), 1)):.2f})")
+        print(a.prompt + tok.decode(g.tokens))
+        if g.top:
+            for t, (tokid, cands) in enumerate(zip(g.tokens, g.top)):
+                shown = "  ".join(f"{tok.decode([c])!r}:{p:.3f}" for c, p in cands)
+                print(f"  step {t:3d} chose {tok.decode([tokid])!r:8}  top: {shown}")
+    return 0
+
+
+def _add_eval(sub):
+    p = sub.add_parser("eval", help="loss and perplexity of a checkpoint on a split or a text file")
+    p.add_argument("--out-dir", default="out")
+    p.add_argument("--split", choices=["train", "val"], default="val")
+    p.add_argument("--data", help="a UTF-8 text file to evaluate on instead (all of it)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-batches", type=int, help="stop after this many batches (default: the whole split)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(a):
+    from .data import load_text
+    from .train import evaluate_split, load_corpus, load_model, encode_splits
+    if a.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
+    model, tok, meta = load_model(a.out_dir, a.device)
+    block = model.config.block_size
+    if a.data:
+        ids = tok.encode_array(load_text(a.data))
+        if len(ids) < block + 1:
+            raise ValueError(f"{a.data} has {len(ids)} tokens; need at least block_size + 1 = {block + 1}")
+        data, what = ids, a.data
+    else:
+        corpus = meta.get("train_config", {}).get("data")
+        text, name = load_corpus(corpus)
+        train_ids, val_ids = encode_splits(text, tok, block)
+        data, what = (train_ids if a.split == "train" else val_ids), f"{name} ({a.split} split)"
+    r = evaluate_split(model, data, a.batch_size, a.device, a.max_batches)
+    print(f"{what}: {r['tokens']:,} tokens, loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.3f}")
+    return 0
+
+
+def _add_ngram(sub):
+    p = sub.add_parser("ngram", help="counting n-gram baseline: val perplexity and unseen contexts")
+    p.add_argument("--n", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="orders to fit (default: 1 2 3 4 5)")
+    p.add_argument("--unit", choices=["char", "word"], default="char")
+    p.add_argument("--k", type=float, default=1.0, help="add-k smoothing (default 1)")
+    p.add_argument("--data", help="a UTF-8 text file (default: the built-in corpus)")
+    p.set_defaults(func=cmd_ngram)
+
+
+def cmd_ngram(a):
+    import numpy as np
+    from .data import CharTokenizer, train_val_split
+    from .ngram import ngram_table, word_ids
+    from .train import load_corpus
+    if any(n < 1 for n in a.n):
+        raise ValueError(f"--n must be >= 1, got {a.n}")
+    if a.k < 0:
+        raise ValueError(f"--k must be >= 0, got {a.k}")
+    text, name = load_corpus(a.data)
+    if a.unit == "char":
+        ids = CharTokenizer.from_text(text).encode_array(text)
+        train, val = train_val_split(ids)
+        V = int(ids.max()) + 1
+    else:
+        cut = int(len(text) * 0.9)
+        train, val, vocab = word_ids(text[:cut], text[cut:])
+        V = len(vocab)
+    rows = ngram_table(np.asarray(train), np.asarray(val), V, ns=tuple(a.n), k=a.k)
+    print(f"{name}: {a.unit} n-grams, add-{a.k:g} smoothing, vocab {V}, {len(train):,} train / {len(val):,} val tokens")
+    print(f"{'n':>3}  {'val loss':>9}  {'perplexity':>10}  {'unseen contexts':>15}")
+    for r in rows:
+        print(f"{r['n']:>3}  {r['nll']:>9.4f}  {r['perplexity']:>10.3f}  {100 * r['unseen_context_frac']:>14.1f}%")
+    return 0
+
+
+def _add_gradcheck(sub):
+    p = sub.add_parser("gradcheck", help="finite-difference check of every registered op (and a tiny GPT)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ops", nargs="+", help="only these ops")
+    p.add_argument("--no-gpt", action="store_true", help="skip the whole-GPT check")
+    p.set_defaults(func=cmd_gradcheck)
+
+
+def cmd_gradcheck(a):
+    from . import opcheck
+    rows = opcheck.run_op_gradchecks(seed=a.seed, ops=a.ops)
+    print(opcheck.format_table(rows))
+    ok = all(r["passed"] for r in rows)
+    if not a.no_gpt and not a.ops:
+        from .models.gpt import gradcheck_gpt
+        report = gradcheck_gpt(seed=a.seed)
+        print("\nwhole GPT (float64, 2 layers, 2 heads, 16 dims, block 8, vocab 11):")
+        print(report.table())
+        ok = ok and report.passed
+    print("all gradients match finite differences" if ok else "GRADIENT CHECK FAILED")
+    return 0 if ok else 1
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="op-level and model-level benchmarks (numpy vs cupy vs PyTorch)")
+    p.add_argument("--quick", action="store_true", help="a ~30 s smoke run")
+    p.add_argument("--what", choices=["ops", "model", "all"], default="all")
+    p.add_argument("--config", nargs="+", default=None, help="model configs: cpu, gpu")
+    p.add_argument("--device", nargs="+", default=None, help="devices to run (default: cpu, and cuda when available)")
+    p.add_argument("--out-dir", default="bench_out", help="where the CSV and PNG go")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(a):
+    from .bench import run_bench
+    return run_bench(a)
+
+
+def _add_graph(sub):
+    p = sub.add_parser("graph", help="the computation graph of a tiny GPT's loss as Graphviz DOT (SVG/PNG with `dot`)")
+    p.add_argument("--output", "-o", default="gpt_graph.dot", help="file to write: .dot, .svg or .png")
+    p.add_argument("--collapse", action="store_true", help="one node per module")
+    p.add_argument("--n-layer", type=int, default=1)
+    p.add_argument("--no-backward", action="store_true", help="don't run backward (no gradient norms on nodes)")
+    p.set_defaults(func=cmd_graph)
+
+
+def cmd_graph(a):
+    from .viz import graph_command
+    return graph_command(a)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tinygrad-lm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_sample, _add_eval, _add_ngram, _add_gradcheck, _add_bench, _add_graph):
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    from .backend import DeviceError
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return a.func(a)
+    except (ValueError, DataError, CheckpointError, DeviceError, OSError, FloatingPointError, ImportError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"tinygrad-lm {a.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tinygrad-lm {a.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,469 @@
+"""Training, evaluation and checkpoint round trips for the GPT: the plain loop of nanoGPT's
+train.py, on our engine.
+
+One step: draw a random batch of (B, T) windows, x = tokens[i:i+T], y = tokens[i+1:i+T+1]
+(every position is a next-token prediction, so one window gives T training targets),
+loss = mean cross-entropy of the logits against y, backward, clip the gradient norm,
+AdamW step with a warmup + cosine learning rate.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from . import backend
+from . import tensor as T
+from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint, save_checkpoint
+from .data import (DataError, builtin_corpus, build_tokenizer, get_batch, iter_eval_batches, load_text,
+                   tokenizer_from_dict, train_val_split, CORPUS_NAME)
+from .tensor import Tensor, no_grad
+
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str | None = None          # a UTF-8 text file; None = the built-in corpus
+    tokenizer: str = "char"          # char | bpe
+    vocab_size: int | None = None    # for bpe
+    # model
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    bias: bool = False
+    # optimisation
+    batch_size: int = 12
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    max_iters: int = 2000
+    lr_decay_iters: int | None = None  # default: max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    # evaluation and logging
+    eval_interval: int = 250
+    eval_iters: int = 20
+    sample_tokens: int = 200
+    seed: int = 1337
+    device: str = "cpu"
+    dtype: str = "float32"
+    out_dir: str = "out"
+    resume: bool = False
+    force: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        def need(cond, msg):
+            if not cond:
+                raise ValueError(msg)
+        need(self.n_layer >= 1, f"--n-layer must be >= 1, got {self.n_layer}")
+        need(self.n_head >= 1 and self.n_embd >= 1, f"--n-head and --n-embd must be >= 1, got {self.n_head} and {self.n_embd}")
+        need(self.n_embd % self.n_head == 0, f"--n-embd {self.n_embd} is not divisible by --n-head {self.n_head}")
+        need(self.block_size >= 1, f"--block-size must be >= 1, got {self.block_size}")
+        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        need(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
+        need(self.lr > 0 and self.min_lr >= 0, f"--lr must be > 0 and --min-lr >= 0, got {self.lr} and {self.min_lr}")
+        need(self.max_iters >= 0 and self.warmup_iters >= 0, "--max-iters and --warmup-iters must be >= 0")
+        need(self.eval_interval >= 1 and self.eval_iters >= 1, "--eval-interval and --eval-iters must be >= 1")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"--beta1/--beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 disables), got {self.grad_clip}")
+        need(self.tokenizer in ("char", "bpe"), f"--tokenizer must be char or bpe, got {self.tokenizer!r}")
+        need(self.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {self.dtype!r}")
+        if self.tokenizer == "bpe":
+            need(self.vocab_size is not None and self.vocab_size >= 256, f"--tokenizer bpe needs --vocab-size >= 256, got {self.vocab_size}")
+
+
+PRESETS = {
+    # nanoGPT's CPU config (config/train_shakespeare_char.py with its "on a macbook" overrides)
+    "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000, lr=1e-3,
+                min_lr=1e-4, lr_decay_iters=2000, warmup_iters=100, dropout=0.0, beta2=0.99, weight_decay=0.1,
+                grad_clip=1.0, eval_interval=250, eval_iters=20),
+    # nanoGPT's baby Shakespeare config (config/train_shakespeare_char.py)
+    "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, max_iters=5000, lr=1e-3,
+                min_lr=1e-4, lr_decay_iters=5000, warmup_iters=100, dropout=0.2, beta2=0.99, weight_decay=0.1,
+                grad_clip=1.0, eval_interval=250, eval_iters=200),
+}
+
+
+# ---------------------------------------------------------------- data
+def load_corpus(path: str | None) -> tuple[str, str]:
+    """(text, name): the file at `path`, or the built-in corpus."""
+    if path is None:
+        return builtin_corpus(), CORPUS_NAME
+    return load_text(path), path
+
+
+def encode_splits(text: str, tok, block_size: int):
+    ids = tok.encode_array(text)
+    train, val = train_val_split(ids)
+    for name, split in (("train", train), ("val", val)):
+        if len(split) < block_size + 1:
+            raise DataError(f"the {name} split has {len(split)} tokens; need at least block_size + 1 = {block_size + 1} "
+                            f"(the corpus has {len(ids)} tokens in all: use a longer text or a smaller --block-size)")
+    return train, val
+
+
+# ---------------------------------------------------------------- model construction
+def build_model(config: dict, device: str = "cpu", dtype: str = "float32"):
+    from .models.gpt import GPT, GPTConfig
+    model = GPT(GPTConfig(**config))
+    if dtype != "float32":
+        for p in model.parameters():
+            p.data = p.data.astype(dtype)
+    return model.to(device) if device != "cpu" else model
+
+
+def model_arrays(model) -> dict:
+    return {k: backend.to_numpy(v.data if isinstance(v, Tensor) else v) for k, v in model.state_dict().items()}
+
+
+def load_model(out_dir: str, device: str = "cpu"):
+    """-> (model, tokenizer, meta) from the checkpoint in out_dir."""
+    arrays, _, meta = load_checkpoint(out_dir)
+    try:
+        tok = tokenizer_from_dict(meta["tokenizer"])
+        model = build_model(meta["config"], "cpu", meta.get("dtype", "float32"))
+        model.load_state_dict({k: Tensor(v) for k, v in arrays.items()})
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint in {out_dir} does not match its own config: {e}") from None
+    if device != "cpu":
+        model.to(device)
+    model.eval()
+    return model, tok, meta
+
+
+def _flatten(prefix, obj, arrays, plain):
+    """Split a nested optimizer state into arrays (for safetensors) and plain JSON values."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _flatten(f"{prefix}{k}.", v, arrays, plain)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _flatten(f"{prefix}{i}.", v, arrays, plain)
+    elif hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        arrays[prefix[:-1]] = backend.to_numpy(obj.data if isinstance(obj, Tensor) else obj)
+    else:
+        plain[prefix[:-1]] = obj
+
+
+def _unflatten(arrays: dict, plain: dict):
+    root: dict = {}
+    for key, val in list(plain.items()) + list(arrays.items()):
+        parts = key.split(".")
+        d = root
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = val
+
+    def fix(x):  # dicts whose keys are 0..n-1 were lists
+        if isinstance(x, dict):
+            x = {k: fix(v) for k, v in x.items()}
+            if x and all(k.isdigit() for k in x) and sorted(int(k) for k in x) == list(range(len(x))):
+                return [x[str(i)] for i in range(len(x))]
+        return x
+    return fix(root)
+
+
+# ---------------------------------------------------------------- evaluation
+@no_grad()
+def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, iters: int, seed: int, device: str) -> float:
+    """Mean loss over `iters` random batches from a generator seeded with `seed` (the same
+    batches at every evaluation, so the curve compares like with like)."""
+    rng = np.random.default_rng(seed)
+    was = model.training
+    model.eval()
+    losses = []
+    for _ in range(iters):
+        x, y = get_batch(data, batch_size, block_size, rng)
+        _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
+        losses.append(loss.data)
+    model.train(was)
+    return float(np.mean([float(l) for l in losses]))
+
+
+@no_grad()
+def evaluate_split(model, data: np.ndarray, batch_size: int, device: str, max_batches: int | None = None) -> dict:
+    """Exact loss over a whole split: contiguous windows of block_size, every token scored once.
+    Perplexity = exp(mean negative log-likelihood per token)."""
+    block = model.config.block_size
+    model.eval()
+    total, count = 0.0, 0
+    for i, (x, y) in enumerate(iter_eval_batches(data, batch_size, block)):
+        if max_batches is not None and i >= max_batches:
+            break
+        _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
+        total += float(loss.data) * y.size
+        count += y.size
+    nll = total / max(count, 1)
+    return {"loss": nll, "perplexity": math.exp(nll), "tokens": count}
+
+
+# ---------------------------------------------------------------- the loop
+def _lr_at(it: int, cfg: TrainConfig) -> float:
+    from .optim import get_lr
+    return get_lr(it, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters, cfg.lr, cfg.min_lr)
+
+
+class _Interrupt:
+    """Turns the first Ctrl-C into a flag the loop checks between steps, so the checkpoint
+    saved on exit is of a finished step; a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.hit = False
+
+    def __enter__(self):
+        self.prev = signal.getsignal(signal.SIGINT)
+        try:
+            signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self.prev = None
+        return self
+
+    def _handler(self, *_):
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __exit__(self, *exc):
+        if self.prev is not None:
+            signal.signal(signal.SIGINT, self.prev)
+
+
+def prepare_out_dir(cfg: TrainConfig) -> None:
+    """Refuse to clobber an existing checkpoint unless --resume or --force."""
+    if os.path.exists(cfg.out_dir) and not os.path.isdir(cfg.out_dir):
+        raise ValueError(f"--out-dir {cfg.out_dir} exists and is not a directory")
+    existing = checkpoint_dir(cfg.out_dir) if os.path.isdir(cfg.out_dir) else None
+    if cfg.resume and existing is None:
+        raise CheckpointError(f"--resume: no checkpoint in {cfg.out_dir}")
+    if existing and not cfg.resume and not cfg.force:
+        try:
+            with open(os.path.join(existing, "meta.json"), encoding="utf-8") as f:
+                old = json.load(f)
+            desc = f" (step {old.get('step')}, config {old.get('config')})"
+        except (OSError, ValueError):
+            desc = ""
+        raise ValueError(f"--out-dir {cfg.out_dir} already holds a checkpoint{desc}; pass --resume to continue it "
+                         f"or --force to overwrite it")
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Train a GPT as configured; returns a summary dict. Saves checkpoints to cfg.out_dir at
+    every evaluation, at the end, and on Ctrl-C."""
+    cfg.validate()
+    device = backend.canonical_device(cfg.device)
+    prepare_out_dir(cfg)
+    text, corpus_name = load_corpus(cfg.data)
+    dtype = np.dtype(cfg.dtype)
+
+    start_iter, best_val, history = 0, math.inf, []
+    if cfg.resume:
+        arrays, optim_arrays, meta = load_checkpoint(cfg.out_dir)
+        tok = tokenizer_from_dict(meta["tokenizer"])
+        for k in MODEL_KEYS:  # the architecture comes from the checkpoint
+            setattr(cfg, k, meta["config"][k])
+        train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
+        model = build_model(meta["config"], "cpu", meta.get("dtype", cfg.dtype))
+        model.load_state_dict({k: Tensor(v) for k, v in arrays.items()})
+        start_iter, best_val = meta["step"], meta.get("best_val_loss", math.inf)
+        history = [h for h in meta.get("history", []) if h["step"] < start_iter]
+    else:
+        tok = build_tokenizer(cfg.tokenizer, text, cfg.vocab_size)
+        train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
+        T.manual_seed(cfg.seed)
+        config = dict(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
+        model = build_model(config, "cpu", cfg.dtype)
+    if device != "cpu":
+        model.to(device)
+    config = dict(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.resume:
+        optimizer.load_state_dict(_unflatten(optim_arrays, meta["optimizer"]))
+        rng.bit_generator.state = meta["batch_rng"]
+        T.set_rng_state(meta["model_rng"])
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"corpus {corpus_name}: {len(text):,} characters -> {len(train_ids):,} train / {len(val_ids):,} val tokens "
+        f"({cfg.tokenizer} tokenizer, vocab {tok.vocab_size})")
+    log(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, block {cfg.block_size}, "
+        f"{n_params:,} parameters, {device}, {cfg.dtype}" + (f"; resuming at step {start_iter}" if cfg.resume else ""))
+
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    csv_path = os.path.join(cfg.out_dir, "loss.csv")
+    rows = [r for r in _read_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
+
+    def save(step):
+        opt_arrays, opt_plain = {}, {}
+        _flatten("", optimizer.state_dict(), opt_arrays, opt_plain)
+        meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
+                "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
+                "model_rng": T.get_rng_state(), "optimizer": opt_plain, "train_config": asdict(cfg),
+                "corpus": corpus_name}
+        save_checkpoint(cfg.out_dir, model_arrays(model), opt_arrays, meta)
+        _write_csv(csv_path, rows)
+
+    tokens_per_step = cfg.batch_size * cfg.block_size
+    t0 = time.perf_counter()
+    train_time, steps_done = 0.0, 0
+    model.train()
+    it = start_iter
+    bar = _progress(cfg, start_iter)
+    interrupted = False
+    with _Interrupt() as stop:
+        while True:
+            if it % cfg.eval_interval == 0 or it == cfg.max_iters:
+                tl = estimate_loss(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
+                vl = estimate_loss(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
+                best_val = min(best_val, vl)
+                history.append({"step": it, "train_loss": tl, "val_loss": vl})
+                rows.append({"step": it, "lr": "", "loss": "", "eval_train_loss": f"{tl:.6f}",
+                             "eval_val_loss": f"{vl:.6f}", "val_perplexity": f"{math.exp(vl):.4f}"})
+                _say(bar, log, f"step {it}: train loss {tl:.4f}, val loss {vl:.4f}, val perplexity {math.exp(vl):.2f}")
+                if it > start_iter or it == cfg.max_iters:
+                    save(it)
+            if it >= cfg.max_iters:
+                break
+            if stop.hit:
+                interrupted = True
+                break
+            ts = time.perf_counter()
+            lr = _lr_at(it, cfg)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            x, y = get_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
+            _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
+            loss.backward()
+            if cfg.grad_clip > 0:
+                from .optim import clip_grad_norm_
+                clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            lossf = float(loss.data)
+            if not math.isfinite(lossf):
+                raise FloatingPointError(f"training diverged at step {it}: loss is {lossf} (try a lower --lr)")
+            train_time += time.perf_counter() - ts
+            steps_done += 1
+            rows.append({"step": it, "lr": f"{lr:.6g}", "loss": f"{lossf:.6f}", "eval_train_loss": "",
+                         "eval_val_loss": "", "val_perplexity": ""})
+            it += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"loss {lossf:.4f}, {steps_done * tokens_per_step / max(train_time, 1e-9):,.0f} tok/s")
+    if bar is not None:
+        bar.close()
+    if interrupted:
+        save(it)
+        log(f"interrupted: saved a checkpoint at step {it} in {cfg.out_dir} (continue with --resume)")
+    elapsed = time.perf_counter() - t0
+    _plot(cfg.out_dir, rows, log)
+    summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": math.exp(best_val) if best_val < math.inf else math.inf,
+               "seconds": elapsed, "tokens_per_second": steps_done * tokens_per_step / max(train_time, 1e-9),
+               "interrupted": interrupted, "out_dir": cfg.out_dir}
+    log(f"done: {it} steps in {elapsed:.1f}s, {summary['tokens_per_second']:,.0f} tokens/s (training steps only); "
+        f"best val loss {best_val:.4f}, perplexity {summary['best_val_perplexity']:.2f}; checkpoint in {cfg.out_dir}")
+    if cfg.sample_tokens > 0 and not interrupted:
+        from .generate import generate
+        prompt = tok.encode("\n") if _can_encode(tok, "\n") else [0]
+        g = generate(model, prompt, cfg.sample_tokens, strategy="sample", temperature=0.8,
+                     rng=np.random.default_rng(cfg.seed))[0]
+        summary["sample"] = tok.decode(g.tokens)
+        log("sample (temperature 0.8):\n" + summary["sample"])
+    return summary
+
+
+def _can_encode(tok, s):
+    try:
+        tok.encode(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _say(bar, log, msg):
+    if bar is not None:
+        bar.write(msg)
+    else:
+        log(msg)
+
+
+def _progress(cfg, start):
+    if not cfg.progress:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=cfg.max_iters, initial=start, unit="step", dynamic_ncols=True, file=sys.stderr,
+                disable=None)
+
+
+_CSV_FIELDS = ["step", "lr", "loss", "eval_train_loss", "eval_val_loss", "val_perplexity"]
+
+
+def _read_csv(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_csv(path, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _plot(out_dir, rows, log):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    steps = [int(r["step"]) for r in rows if r["loss"]]
+    losses = [float(r["loss"]) for r in rows if r["loss"]]
+    ev = [(int(r["step"]), float(r["eval_train_loss"]), float(r["eval_val_loss"])) for r in rows if r["eval_val_loss"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, losses, lw=0.6, alpha=0.5, label="batch loss")
+    if ev:
+        ax.plot([e[0] for e in ev], [e[1] for e in ev], "o-", label="train (eval)")
+        ax.plot([e[0] for e in ev], [e[2] for e in ev], "o-", label="val (eval)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.legend()
+    fig.tight_layout()
+    path = os.path.join(out_dir, "loss.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def config_from_args(args: dict, preset: str | None) -> TrainConfig:
+    """TrainConfig from a preset overridden by explicitly given values (None = not given)."""
+    cfg = TrainConfig()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        for k, v in PRESETS[preset].items():
+            setattr(cfg, k, v)
+    names = {f.name for f in fields(TrainConfig)}
+    for k, v in args.items():
+        if k in names and v is not None:
+            setattr(cfg, k, v)
+    return cfg

@@ -40,7 +40,7 @@ def save_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
     """Write name -> numpy array to `path` in the safetensors format (atomically: temp + rename)."""
     header, offset, arrays = {}, 0, []
     for name, arr in tensors.items():
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr, order="C")  # (ascontiguousarray would turn 0-d into 1-d)
         if arr.dtype not in _NAMES:
             raise CheckpointError(f"save_safetensors: tensor {name!r} has unsupported dtype {arr.dtype}")
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)

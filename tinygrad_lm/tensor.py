@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import time
 from collections import namedtuple
 
 import numpy as np
@@ -106,6 +107,9 @@ class Function:
                 break
         requires = _grad_enabled and cls.differentiable and any(t.requires_grad for t in inputs)
         ctx.needs_input_grad = tuple(t.requires_grad for t in inputs) if requires else None
+        obs = _observer
+        if obs is not None:
+            t0 = time.perf_counter()
         out = ctx.forward(*datas, **params)
         if type(out) is not np.ndarray and not hasattr(out, "__cuda_array_interface__"):
             out = np.asarray(out)  # numpy returns scalars from 0-d math
@@ -116,8 +120,8 @@ class Function:
             t._ctx = ctx
         else:
             t._ctx = None
-        if _observer is not None:
-            _observer.forward(ctx, inputs, t, params)
+        if obs is not None:  # tinygrad_lm.debug: trace timing, anomaly checks, module scopes
+            obs.forward(ctx, inputs, t, params, time.perf_counter() - t0)
         return t
 
     def free(self):
@@ -782,11 +786,13 @@ def _run_backward(root: Tensor, seed, shared: set, retain_graph: bool) -> None:
         if getattr(ctx, "freed", False):
             raise RuntimeError(f"backward: trying to backward through the graph a second time ({type(ctx).__name__} "
                                f"was freed after the first backward); pass retain_graph=True to the first call")
+        if observer is not None:
+            t0 = time.perf_counter()
         in_grads = ctx.backward(g)
         if type(in_grads) is not tuple:
             in_grads = (in_grads,)
         if observer is not None:
-            observer.backward(ctx, t, g, in_grads)
+            observer.backward(ctx, t, g, in_grads, time.perf_counter() - t0)
         for p, pg in zip(ctx.parents, in_grads):
             if pg is None or not p.requires_grad:
                 continue

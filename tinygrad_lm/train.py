@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from . import backend
-from . import tensor as T
+from .tensor import get_rng_state, manual_seed, set_rng_state
 from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint, save_checkpoint
 from .data import (DataError, builtin_corpus, build_tokenizer, get_batch, iter_eval_batches, load_text,
                    tokenizer_from_dict, train_val_split, CORPUS_NAME)
@@ -64,6 +64,7 @@ class TrainConfig:
     resume: bool = False
     force: bool = False
     progress: bool = True
+    explicit: tuple = ()             # names of the options given on the command line (checked on --resume)
 
     def validate(self) -> None:
         def need(cond, msg):
@@ -145,36 +146,34 @@ def load_model(out_dir: str, device: str = "cpu"):
     return model, tok, meta
 
 
-def _flatten(prefix, obj, arrays, plain):
-    """Split a nested optimizer state into arrays (for safetensors) and plain JSON values."""
+def split_arrays(obj, arrays: dict, prefix: str = ""):
+    """A JSON-able skeleton of a nested state (dicts, lists, numbers) in which every array is
+    replaced by {"__array__": key}, the arrays going into `arrays` (for safetensors)."""
     if isinstance(obj, dict):
-        for k, v in obj.items():
-            _flatten(f"{prefix}{k}.", v, arrays, plain)
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _flatten(f"{prefix}{i}.", v, arrays, plain)
-    elif hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        arrays[prefix[:-1]] = backend.to_numpy(obj.data if isinstance(obj, Tensor) else obj)
-    else:
-        plain[prefix[:-1]] = obj
+        return {str(k): split_arrays(v, arrays, f"{prefix}{k}.") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [split_arrays(v, arrays, f"{prefix}{i}.") for i, v in enumerate(obj)]
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        key = prefix[:-1]
+        arrays[key] = backend.to_numpy(obj.data if isinstance(obj, Tensor) else obj)
+        return {"__array__": key}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
-def _unflatten(arrays: dict, plain: dict):
-    root: dict = {}
-    for key, val in list(plain.items()) + list(arrays.items()):
-        parts = key.split(".")
-        d = root
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        d[parts[-1]] = val
-
-    def fix(x):  # dicts whose keys are 0..n-1 were lists
-        if isinstance(x, dict):
-            x = {k: fix(v) for k, v in x.items()}
-            if x and all(k.isdigit() for k in x) and sorted(int(k) for k in x) == list(range(len(x))):
-                return [x[str(i)] for i in range(len(x))]
-        return x
-    return fix(root)
+def join_arrays(skeleton, arrays: dict):
+    """The inverse of split_arrays."""
+    if isinstance(skeleton, dict):
+        if set(skeleton) == {"__array__"}:
+            try:
+                return arrays[skeleton["__array__"]]
+            except KeyError:
+                raise CheckpointError(f"optimizer state is missing array {skeleton['__array__']!r}") from None
+        return {k: join_arrays(v, arrays) for k, v in skeleton.items()}
+    if isinstance(skeleton, list):
+        return [join_arrays(v, arrays) for v in skeleton]
+    return skeleton
 
 
 # ---------------------------------------------------------------- evaluation
@@ -274,6 +273,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         arrays, optim_arrays, meta = load_checkpoint(cfg.out_dir)
         tok = tokenizer_from_dict(meta["tokenizer"])
         for k in MODEL_KEYS:  # the architecture comes from the checkpoint
+            if k in cfg.explicit and getattr(cfg, k) != meta["config"][k]:
+                raise ValueError(f"--resume: --{k.replace('_', '-')} {getattr(cfg, k)} differs from the checkpoint's "
+                                 f"{meta['config'][k]} (the architecture of a resumed run comes from its checkpoint)")
             setattr(cfg, k, meta["config"][k])
         train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
         model = build_model(meta["config"], "cpu", meta.get("dtype", cfg.dtype))
@@ -283,7 +285,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     else:
         tok = build_tokenizer(cfg.tokenizer, text, cfg.vocab_size)
         train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
-        T.manual_seed(cfg.seed)
+        manual_seed(cfg.seed)
         config = dict(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
         model = build_model(config, "cpu", cfg.dtype)
     if device != "cpu":
@@ -292,9 +294,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
     rng = np.random.default_rng(cfg.seed)
     if cfg.resume:
-        optimizer.load_state_dict(_unflatten(optim_arrays, meta["optimizer"]))
+        optimizer.load_state_dict(join_arrays(meta["optimizer"], optim_arrays))
         rng.bit_generator.state = meta["batch_rng"]
-        T.set_rng_state(meta["model_rng"])
+        set_rng_state(meta["model_rng"])
     n_params = sum(p.numel() for p in model.parameters())
     log(f"corpus {corpus_name}: {len(text):,} characters -> {len(train_ids):,} train / {len(val_ids):,} val tokens "
         f"({cfg.tokenizer} tokenizer, vocab {tok.vocab_size})")
@@ -306,11 +308,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
     rows = [r for r in _read_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
 
     def save(step):
-        opt_arrays, opt_plain = {}, {}
-        _flatten("", optimizer.state_dict(), opt_arrays, opt_plain)
+        opt_arrays = {}
+        opt_plain = split_arrays(optimizer.state_dict(), opt_arrays)
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
-                "model_rng": T.get_rng_state(), "optimizer": opt_plain, "train_config": asdict(cfg),
+                "model_rng": get_rng_state(), "optimizer": opt_plain, "train_config": asdict(cfg),
                 "corpus": corpus_name}
         save_checkpoint(cfg.out_dir, model_arrays(model), opt_arrays, meta)
         _write_csv(csv_path, rows)
@@ -463,7 +465,10 @@ def config_from_args(args: dict, preset: str | None) -> TrainConfig:
         for k, v in PRESETS[preset].items():
             setattr(cfg, k, v)
     names = {f.name for f in fields(TrainConfig)}
+    given = []
     for k, v in args.items():
         if k in names and v is not None:
             setattr(cfg, k, v)
+            given.append(k)
+    cfg.explicit = tuple(given)
     return cfg

@@ -7,9 +7,11 @@ numeric side is the central difference
     dL/dx_i ~ (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)          (element checks)
     <dL/dx, d> ~ (L(x + eps d) - L(x - eps d)) / (2 eps)            (directional checks)
 
-whose error is O(eps^2). Element checks cost two evaluations per element, so large inputs
-(a whole GPT) are checked along random directions d instead, plus a random sample of
-elements. A check passes when |numeric - analytic| <= atol + rtol * |numeric|.
+whose error is O(eps^2). The difference is taken output element by output element before
+the sum with v, so outputs that stay put (filled with -1e9 or -inf by a mask) cancel exactly
+instead of drowning the slope in rounding error. Element checks cost two evaluations per
+element, so large inputs (a whole GPT) are checked along random directions d instead, plus
+a random sample of elements. A check passes when |numeric - analytic| <= atol + rtol * |numeric|.
 """
 from __future__ import annotations
 
@@ -109,11 +111,12 @@ def gradcheck(fn, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float 
     if isinstance(inputs, dict):
         names, tensors = list(inputs.keys()), list(inputs.values())
     else:
-        tensors = list(inputs)
-        names = [t.name or f"input{i}" for i, t in enumerate(tensors)]
+        tensors, names = list(inputs), None
     for i, t in enumerate(tensors):
         if not isinstance(t, Tensor):
             raise TypeError(f"gradcheck: input {i} is a {type(t).__name__}, expected a Tensor")
+    if names is None:
+        names = [t.name or f"input{i}" for i, t in enumerate(tensors)]
     checked = [i for i, t in enumerate(tensors) if t.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
@@ -124,7 +127,9 @@ def gradcheck(fn, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float 
     try:
         for t in tensors:
             if t.data.dtype.kind == "f":
-                t.data = t.data.astype(dtype)  # a private copy: perturbing it never touches the caller's array
+                # a private C-contiguous copy: perturbing it never touches the caller's array, and
+                # reshape(-1) below is a view of it (a transposed input would otherwise be copied)
+                t.data = t.data.astype(dtype, order="C")
         report = _check(fn, tensors, names, checked, eps, atol, rtol, mode, max_elements, n_directions, rng)
     finally:
         for t, d, g in zip(tensors, saved, saved_grads):
@@ -145,12 +150,18 @@ def _check(fn, tensors, names, checked, eps, atol, rtol, mode, max_elements, n_d
     v = xp.ones_like(out.data) if out.data.size == 1 else backend.to_device(
         rng.standard_normal(out.shape).astype(out.data.dtype), out.device)
     if out.requires_grad:
-        (out * Tensor._wrap(v)).sum().backward()
+        out.backward(Tensor._wrap(v))  # the vector-Jacobian product with v
 
-    def loss():
+    def output():
         with no_grad():
-            o = fn(*tensors)
-        return float((o.data * v).sum())
+            return fn(*tensors).data.copy()  # a copy: a view (reshape, slice) would follow the next perturbation
+
+    def slope(plus, minus):
+        # sum(v * (f(x+) - f(x-))) / 2eps, differencing element by element first: outputs that
+        # don't move (a masked_fill with -1e9 or -inf) cancel exactly instead of swamping the sum
+        with np.errstate(invalid="ignore"):  # inf - inf where a masked output stayed -inf
+            diff = xp.where(plus == minus, 0, plus - minus)
+        return float((diff * v).sum()) / (2 * eps)
 
     report = GradcheckReport(eps=eps, atol=atol, rtol=rtol)
     for i in checked:
@@ -180,11 +191,11 @@ def _check(fn, tensors, names, checked, eps, atol, rtol, mode, max_elements, n_d
                 k = int(k)
                 orig = flat[k].item()
                 flat[k] = orig + eps
-                fp = loss()
+                fp = output()
                 flat[k] = orig - eps
-                fm = loss()
+                fm = output()
                 flat[k] = orig
-                record(str(tuple(int(j) for j in np.unravel_index(k, t.shape))), (fp - fm) / (2 * eps), float(gflat[k]))
+                record(str(tuple(int(j) for j in np.unravel_index(k, t.shape))), slope(fp, fm), float(gflat[k]))
                 r.elements_checked += 1
         if mode == "directional" or (mode == "auto" and n > max_elements):
             base = t.data
@@ -192,11 +203,11 @@ def _check(fn, tensors, names, checked, eps, atol, rtol, mode, max_elements, n_d
                 d = backend.to_device(rng.standard_normal(t.shape), t.device).astype(base.dtype)
                 d /= max(float(xp.linalg.norm(d)), 1e-30)
                 t.data = base + eps * d
-                fp = loss()
+                fp = output()
                 t.data = base - eps * d
-                fm = loss()
+                fm = output()
                 t.data = base
-                record(f"direction {d_i}", (fp - fm) / (2 * eps), float((grad * d).sum()))
+                record(f"direction {d_i}", slope(fp, fm), float((grad * d).sum()))
                 r.directions += 1
         report.inputs.append(r)
     return report

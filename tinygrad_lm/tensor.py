@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import operator
 import time
 from collections import namedtuple
 
@@ -35,7 +36,21 @@ _scope: list = []  # module names entered by nn.Module.__call__, recorded on nod
 
 # ================================================================ grad mode
 class no_grad(contextlib.ContextDecorator):
-    """Context manager and decorator: ops inside record no graph (outputs have requires_grad=False)."""
+    """Context manager and decorator: ops inside record no graph (outputs have requires_grad=False).
+
+    `with no_grad():`, `@no_grad()` and `@no_grad` all work. Each call of a decorated function
+    gets its own context, so recursion restores the mode correctly."""
+
+    def __new__(cls, fn=None):
+        if fn is not None and callable(fn):  # bare @no_grad
+            return cls()(fn)
+        return super().__new__(cls)
+
+    def __init__(self, fn=None):
+        pass
+
+    def _recreate_cm(self):
+        return type(self)()
 
     def __enter__(self):
         global _grad_enabled
@@ -85,12 +100,16 @@ class Function:
 
     `backward` gets the gradient of the loss with respect to the output and returns one
     gradient per tensor input (None where `needs_input_grad` is False), each already
-    reduced to its input's shape. Subclasses register themselves in `Function.registry`
-    so tests can enumerate every op.
+    reduced to its input's shape. It may pass `g` itself through (the engine copies it
+    before a leaf keeps it as `.grad`) but must not write into `g` or into what forward
+    saved (backward can run twice with retain_graph=True), and must not return one array
+    for two inputs. Subclasses register themselves in `Function.registry` (names starting
+    with "_" stay out) so tests can enumerate every op.
     """
 
     registry: dict = {}
     differentiable = True
+    freed = False  # set on the instance by free()
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -99,14 +118,21 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: "Tensor", **params) -> "Tensor":
+        # hot path: list comprehensions and `in` instead of any()/tuple() over generators,
+        # and plain attribute stores, save ~1.5 us per op (benchmarks/README.md)
         ctx = cls.__new__(cls)
         datas = [t.data for t in inputs]
         for d in datas:  # a numpy-only graph costs one type check per input
             if type(d) is not np.ndarray:
                 _check_devices(cls.__name__, inputs)
                 break
-        requires = _grad_enabled and cls.differentiable and any(t.requires_grad for t in inputs)
-        ctx.needs_input_grad = tuple(t.requires_grad for t in inputs) if requires else None
+        if _grad_enabled and cls.differentiable:
+            needs = tuple([t.requires_grad for t in inputs])
+            requires = True in needs
+            ctx.needs_input_grad = needs if requires else None
+        else:
+            requires = False
+            ctx.needs_input_grad = None
         obs = _observer
         if obs is not None:
             t0 = time.perf_counter()
@@ -114,7 +140,12 @@ class Function:
         if type(out) is not np.ndarray and not hasattr(out, "__cuda_array_interface__"):
             out = np.asarray(out)  # numpy returns scalars from 0-d math
         t = Tensor.__new__(Tensor)
-        t.data, t.grad, t.requires_grad, t._hooks, t._retains_grad, t.name = out, None, requires, None, False, None
+        t.data = out
+        t.grad = None
+        t.requires_grad = requires
+        t._hooks = None
+        t._retains_grad = False
+        t.name = None
         if requires:
             ctx.parents = inputs
             t._ctx = ctx
@@ -164,18 +195,6 @@ def broadcast_shapes(op, *shapes):
 
 
 # ================================================================ Tensor
-def _infer_dtype(data):
-    if isinstance(data, bool) or (isinstance(data, (list, tuple)) and _first(data).__class__ is bool):
-        return np.bool_
-    return None
-
-
-def _first(x):
-    while isinstance(x, (list, tuple)) and x:
-        x = x[0]
-    return x
-
-
 def _to_array(data, dtype, device):
     xp = backend.xp_for(device)
     if isinstance(data, Tensor):
@@ -213,6 +232,11 @@ class Tensor:
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "_hooks", "_retains_grad", "name", "__weakref__")
     __array_priority__ = 1000  # numpy scalars on the left defer to our operators
 
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.__hash__ is None:  # a subclass defining __eq__ loses __hash__; backward keys dicts by tensor
+            cls.__hash__ = object.__hash__
+
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         device = backend.canonical_device(device) if device is not None else (
             backend.device_of(data.data if isinstance(data, Tensor) else data)
@@ -230,7 +254,13 @@ class Tensor:
     @staticmethod
     def _wrap(data, requires_grad=False) -> "Tensor":
         t = Tensor.__new__(Tensor)
-        t.data, t.grad, t.requires_grad, t._ctx, t._hooks, t._retains_grad, t.name = data, None, requires_grad, None, None, False, None
+        t.data = data
+        t.grad = None
+        t.requires_grad = requires_grad
+        t._ctx = None
+        t._hooks = None
+        t._retains_grad = False
+        t.name = None
         return t
 
     # ------------------------------------------------------------ properties
@@ -239,7 +269,7 @@ class Tensor:
     ndim = property(lambda self: self.data.ndim)
     device = property(lambda self: backend.device_of(self.data))
     is_leaf = property(lambda self: self._ctx is None)
-    T = property(lambda self: self.permute(*range(self.ndim - 1, -1, -1)))
+    T = property(lambda self: _M.Permute.apply(self, dims=tuple(range(self.ndim - 1, -1, -1))))
     mT = property(lambda self: self.transpose(-2, -1))
 
     @property
@@ -259,6 +289,11 @@ class Tensor:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
 
     def is_floating_point(self) -> bool:
         return self.data.dtype.kind == "f"
@@ -316,7 +351,9 @@ class Tensor:
                 dtype = a
         out = self
         if dtype is not None and np.dtype(dtype) != out.dtype:
-            out = _ops.elementwise.Cast.apply(out, dtype=np.dtype(dtype))
+            dtype = np.dtype(dtype)
+            # only floating tensors carry gradients: an integer or bool copy is a new leaf
+            out = _ops.elementwise.Cast.apply(out if dtype.kind in "fc" else out.detach(), dtype=dtype)
         if device is not None:
             device = backend.canonical_device(device)
             if device != out.device:
@@ -406,7 +443,7 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"backward: grad can be implicitly created only for one-element outputs, "
                                    f"got shape {self.shape}; pass gradient= of that shape")
-            seed, shared = self.xp.ones_like(self.data), set()
+            seed, shared = self.xp.ones(self.data.shape, dtype=self.data.dtype), set()  # ones_like is ~10x slower
         else:
             g = gradient.data if isinstance(gradient, Tensor) else self.xp.asarray(gradient)
             if g.shape != self.shape:
@@ -416,22 +453,31 @@ class Tensor:
         _run_backward(self, seed, shared, retain_graph)
 
     def _topo(self):
-        """Tensors reachable from self through nodes that need grad, inputs before outputs."""
-        order, seen, stack = [], set(), [(self, False)]
+        """Tensors reachable from self through nodes that need grad, inputs before outputs:
+        an iterative depth-first post-order (no recursion limit).
+
+        A node is pushed, then a None marker above it, then its parents; popping the marker
+        means every parent is done, so the node below it goes into the order. Tensors hash
+        by identity (`__hash__ = object.__hash__`; distinct live objects never share a hash,
+        so the overloaded `==` is never called), which saves an id() call per visit."""
+        order, seen, stack = [], set(), [self]
         while stack:
-            t, done = stack.pop()
-            if done:
+            t = stack.pop()
+            if t is None:  # the marker: the node under it has all its parents ordered
+                order.append(stack.pop())
+                continue
+            if t in seen:
+                continue
+            seen.add(t)
+            ctx = t._ctx
+            if ctx is None:  # a leaf has no parents to wait for
                 order.append(t)
                 continue
-            if id(t) in seen:
-                continue
-            seen.add(id(t))
-            stack.append((t, True))
-            ctx = t._ctx
-            if ctx is not None:
-                for p in ctx.parents:
-                    if p.requires_grad and id(p) not in seen:
-                        stack.append((p, False))
+            stack.append(t)
+            stack.append(None)
+            for p in ctx.parents:
+                if p.requires_grad and p not in seen:
+                    stack.append(p)
         return order
 
     # ------------------------------------------------------------ constants
@@ -442,8 +488,8 @@ class Tensor:
         dtype = self.data.dtype
         if isinstance(x, float) and dtype.kind not in "fc":
             dtype = DEFAULT_DTYPE
-        elif isinstance(x, bool) and dtype.kind == "b":
-            dtype = np.dtype(np.bool_)
+        elif isinstance(x, int) and not isinstance(x, bool) and dtype.kind == "b":
+            dtype = np.dtype(np.int64)
         xp = self.xp
         return Tensor._wrap(xp.asarray(x, dtype=dtype) if not isinstance(x, (np.ndarray,)) or xp is np else xp.asarray(x))
 
@@ -474,23 +520,28 @@ class Tensor:
         raise TypeError("tensors are immutable in tinygrad_lm: use masked_fill, where or cat to build a new one")
 
     # comparisons: bool tensors, no gradient
-    def _cmp(self, o, fn):
+    def _cmp(self, o, fn, op):
         o = o.data if isinstance(o, Tensor) else o
-        return Tensor._wrap(backend.array_module(self.data).asarray(fn(self.data, o)))
+        try:
+            out = fn(self.data, o)
+        except ValueError:
+            broadcast_shapes(op, self.shape, getattr(o, "shape", ()))
+            raise
+        return Tensor._wrap(backend.array_module(self.data).asarray(out))
 
-    def __eq__(self, o): return self._cmp(o, lambda a, b: a == b)
-    def __ne__(self, o): return self._cmp(o, lambda a, b: a != b)
-    def __lt__(self, o): return self._cmp(o, lambda a, b: a < b)
-    def __le__(self, o): return self._cmp(o, lambda a, b: a <= b)
-    def __gt__(self, o): return self._cmp(o, lambda a, b: a > b)
-    def __ge__(self, o): return self._cmp(o, lambda a, b: a >= b)
+    def __eq__(self, o): return self._cmp(o, operator.eq, "eq")
+    def __ne__(self, o): return self._cmp(o, operator.ne, "ne")
+    def __lt__(self, o): return self._cmp(o, operator.lt, "lt")
+    def __le__(self, o): return self._cmp(o, operator.le, "le")
+    def __gt__(self, o): return self._cmp(o, operator.gt, "gt")
+    def __ge__(self, o): return self._cmp(o, operator.ge, "ge")
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
 
     def __invert__(self):
         return Tensor._wrap(~self.data)
 
-    def __and__(self, o): return self._cmp(o, lambda a, b: a & b)
-    def __or__(self, o): return self._cmp(o, lambda a, b: a | b)
+    def __and__(self, o): return self._cmp(o, operator.and_, "and")
+    def __or__(self, o): return self._cmp(o, operator.or_, "or")
     def isnan(self): return Tensor._wrap(self.xp.isnan(self.data))
     def isinf(self): return Tensor._wrap(self.xp.isinf(self.data))
     def isfinite(self): return Tensor._wrap(self.xp.isfinite(self.data))
@@ -574,14 +625,18 @@ class Tensor:
     def std(self, dim=None, correction=1, keepdim=False):
         return self.var(dim, correction, keepdim).sqrt()
 
-    def argmax(self, dim=None, keepdim=False): return self._arg(self.xp.argmax, dim, keepdim)
-    def argmin(self, dim=None, keepdim=False): return self._arg(self.xp.argmin, dim, keepdim)
+    def argmax(self, dim=None, keepdim=False): return self._arg(self.xp.argmax, dim, keepdim, "argmax")
+    def argmin(self, dim=None, keepdim=False): return self._arg(self.xp.argmin, dim, keepdim, "argmin")
 
-    def _arg(self, fn, dim, keepdim):
-        if dim is None:
+    def _arg(self, fn, dim, keepdim, op):
+        if self.data.size == 0:
+            raise ValueError(f"{op}: the tensor of shape {self.shape} is empty")
+        if dim is None or self.ndim == 0:
+            if dim is not None:
+                _dims(dim, 0, op)
             out = fn(self.data.reshape(-1))
             return Tensor._wrap(self.xp.asarray(out, dtype=np.int64).reshape((1,) * self.ndim if keepdim else ()))
-        d = _dims(dim, self.ndim, "argmax")[0]
+        d = _dim(dim, self.ndim, op)
         out = fn(self.data, axis=d)
         if keepdim:
             out = self.xp.expand_dims(out, d)
@@ -599,13 +654,15 @@ class Tensor:
 
     def permute(self, *dims):
         dims = _shape_arg(dims)
-        if sorted(d % self.ndim if self.ndim else d for d in dims) != list(range(self.ndim)):
-            raise ValueError(f"permute: dims {tuple(dims)} are not a permutation of the {self.ndim} dims of shape {self.shape}")
-        return _M.Permute.apply(self, dims=tuple(d % self.ndim for d in dims))
+        n = self.ndim
+        norm = tuple([d + n if d < 0 else d for d in dims])
+        if sorted(norm) != list(range(n)):  # also catches a wrong count and dims out of range
+            raise ValueError(f"permute: dims {tuple(dims)} are not a permutation of the {n} dims of shape {self.shape}")
+        return _M.Permute.apply(self, dims=norm)
 
     def transpose(self, dim0, dim1):
         dims = list(range(self.ndim))
-        d0, d1 = _dims(dim0, self.ndim, "transpose")[0], _dims(dim1, self.ndim, "transpose")[0]
+        d0, d1 = _dim(dim0, self.ndim, "transpose"), _dim(dim1, self.ndim, "transpose")
         dims[d0], dims[d1] = dims[d1], dims[d0]
         return _M.Permute.apply(self, dims=tuple(dims))
 
@@ -620,17 +677,19 @@ class Tensor:
         return _M.Reshape.apply(self, shape=shape)
 
     def unsqueeze(self, dim):
-        d = _dims(dim, self.ndim + 1, "unsqueeze")[0]
+        d = _dim(dim, self.ndim + 1, "unsqueeze")
         return _M.Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:])
 
     def flatten(self, start_dim=0, end_dim=-1):
         if self.ndim == 0:
             return self.reshape(1)
-        s, e = _dims(start_dim, self.ndim, "flatten")[0], _dims(end_dim, self.ndim, "flatten")[0]
-        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:])
+        s, e = _dim(start_dim, self.ndim, "flatten"), _dim(end_dim, self.ndim, "flatten")
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {self.shape}")
+        return _M.Reshape.apply(self, shape=self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
 
     def unflatten(self, dim, sizes):
-        d = _dims(dim, self.ndim, "unflatten")[0]
+        d = _dim(dim, self.ndim, "unflatten")
         return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1:])
 
     def expand(self, *sizes):
@@ -651,15 +710,15 @@ class Tensor:
 
     def split(self, split_size_or_sections, dim=0):
         """Pieces of `split_size` along `dim` (the last may be smaller), or of the given sizes."""
-        d = _dims(dim, self.ndim, "split")[0]
+        d = _dim(dim, self.ndim, "split")
         n = self.shape[d]
         if isinstance(split_size_or_sections, int):
             if split_size_or_sections <= 0:
                 raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
-            sizes = [min(split_size_or_sections, n - i) for i in range(0, n, split_size_or_sections)]
+            sizes = [min(split_size_or_sections, n - i) for i in range(0, n, split_size_or_sections)] or [0]
         else:
-            sizes = list(split_size_or_sections)
-            if sum(sizes) != n:
+            sizes = [int(s) for s in split_size_or_sections]
+            if sum(sizes) != n or any(s < 0 for s in sizes):
                 raise ValueError(f"split: sections {sizes} sum to {sum(sizes)} but dim {d} of shape {self.shape} has size {n}")
         out, start = [], 0
         for s in sizes:
@@ -669,26 +728,44 @@ class Tensor:
         return tuple(out)
 
     def chunk(self, chunks: int, dim=0):
-        n = self.shape[_dims(dim, self.ndim, "chunk")[0]]
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        n = self.shape[_dim(dim, self.ndim, "chunk")]
         return self.split(max(1, -(-n // chunks)), dim)
 
     def unbind(self, dim=0):
-        d = _dims(dim, self.ndim, "unbind")[0]
+        d = _dim(dim, self.ndim, "unbind")
         return tuple(t.squeeze(d) for t in self.split(1, d))
 
     def gather(self, dim, index):
-        """out[i][j][k] = self[index[i][j][k]][j][k] for dim=0 (and so on), like torch.gather."""
-        return take_along_dim(self, index, dim)
+        """out[i][j][k] = self[index[i][j][k]][j][k] for dim=0 (and so on), like torch.gather:
+        index has self's number of dims, and may be smaller than self (not larger) in the
+        other dims, which then only read their first index.size(d) entries. No broadcasting
+        (that is `take_along_dim`)."""
+        index = index if isinstance(index, Tensor) else Tensor(index, device=self.device)
+        d = _dim(dim, self.ndim, "gather")
+        if index.ndim != self.ndim:
+            raise ValueError(f"gather: index has {index.ndim} dims but input has {self.ndim} (shapes {index.shape} and {self.shape})")
+        if any(i != d and si > s for i, (si, s) in enumerate(zip(index.shape, self.shape))):
+            raise ValueError(f"gather: index shape {index.shape} is larger than input shape {self.shape} outside dim {d}")
+        src = self
+        if any(i != d and si != s for i, (si, s) in enumerate(zip(index.shape, self.shape))):
+            src = self[tuple(slice(None) if i == d else slice(0, si) for i, si in enumerate(index.shape))]
+        return _take_along(src, index, d, "gather")
 
-    def take_along_dim(self, indices, dim):
+    def take_along_dim(self, indices, dim=None):
         return take_along_dim(self, indices, dim)
 
     def index_select(self, dim, index):
         index = index if isinstance(index, Tensor) else Tensor(index, device=self.device)
         if index.ndim != 1 or index.dtype.kind not in "iu":
             raise TypeError(f"index_select: index must be a 1-D integer tensor, got shape {index.shape} dtype {index.dtype}")
-        d = _dims(dim, self.ndim, "index_select")[0]
-        return _M.getitem(self, (slice(None),) * d + (index,))
+        d = _dim(dim, self.ndim, "index_select")
+        n = self.shape[d]
+        if index.numel() and (int(index.data.min()) < -n or int(index.data.max()) >= n):
+            raise IndexError(f"index_select: index out of range for dim {d} of size {n}: indices span "
+                             f"[{int(index.data.min())}, {int(index.data.max())}] (input shape {self.shape})")
+        return _M.Index.apply(self, index=(slice(None),) * d + (index.data,))
 
     def repeat(self, *sizes):
         sizes = _shape_arg(sizes)
@@ -721,7 +798,7 @@ class _Handle:
 def _shape_arg(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
-    return tuple(int(s) for s in shape)
+    return tuple([int(s) for s in shape])
 
 
 def _resolve_shape(op, old, shape):
@@ -739,32 +816,46 @@ def _resolve_shape(op, old, shape):
 
 
 def _dims(dim, ndim, op):
-    """Normalise `dim` (None, int or tuple) to a sorted tuple of non-negative axes."""
+    """Normalise `dim` (None, int or tuple) to a sorted tuple of non-negative axes.
+
+    A 0-d tensor accepts dim 0 or -1 (as in PyTorch), which reduces over nothing: ()."""
     if dim is None:
         return None
-    ds = (dim,) if isinstance(dim, int) else tuple(dim)
+    ds = dim if isinstance(dim, (tuple, list)) else (dim,)
     n = max(ndim, 1)
     out = []
     for d in ds:
+        if not isinstance(d, (int, np.integer)):
+            raise TypeError(f"{op}: dim must be None, an int or a tuple of ints, got {dim!r}")
         if not -n <= d < n:
             raise IndexError(f"{op}: dim {d} is out of range for a tensor of {ndim} dims")
         out.append(d % n)
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: dim {dim} repeats a dimension")
-    return tuple(sorted(out))
+    return tuple(sorted(out)) if ndim else ()
+
+
+def _dim(dim, ndim, op) -> int:
+    """Normalise one axis index; ops that need a real axis reject 0-d tensors."""
+    if not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
+    if not -ndim <= dim < ndim:
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor of {ndim} dims" +
+                         (" (a 0-d tensor has no dims to index)" if ndim == 0 else ""))
+    return int(dim) % ndim
 
 
 # ================================================================ the backward pass
 def _run_backward(root: Tensor, seed, shared: set, retain_graph: bool) -> None:
-    """Reverse-mode sweep. `grads` maps id(tensor) -> the summed gradient so far;
-    `shared` holds ids of gradient arrays that alias another's (an op that passes its
-    output gradient through unchanged, like add), which must be copied before a leaf
-    keeps them as its own `.grad`."""
+    """Reverse-mode sweep. `grads` maps tensor -> the summed gradient so far (tensors hash
+    by identity); `shared` holds ids of gradient arrays that alias another's (an op that
+    passes its output gradient through unchanged, like add), which must be copied before a
+    leaf keeps them as its own `.grad`."""
     order = root._topo()
-    grads = {id(root): seed}
+    grads = {root: seed}
     observer = _observer
     for t in reversed(order):
-        g = grads.pop(id(t), None)
+        g = grads.pop(t, None)
         if g is None:
             continue
         if t._hooks:
@@ -777,13 +868,16 @@ def _run_backward(root: Tensor, seed, shared: set, retain_graph: bool) -> None:
                     shared.add(id(g))
         ctx = t._ctx
         if ctx is None:  # a leaf: accumulate into .grad
-            if id(g) in shared or not g.flags.writeable or g.base is not None:
-                g = g.copy()
+            if g.shape != t.data.shape:
+                raise RuntimeError(f"backward: a gradient of shape {g.shape} reached a leaf of shape {t.data.shape}; "
+                                   f"some op's backward did not reduce it to its input's shape")
+            if id(g) in shared or g.base is not None or (type(g) is np.ndarray and not g.flags.writeable):
+                g = g.copy()  # a leaf's .grad must own its memory (cupy arrays have no writeable flag)
             t.grad = Tensor._wrap(g) if t.grad is None else Tensor._wrap(t.grad.data + g)
             continue
         if t._retains_grad:
             t.grad = Tensor._wrap(g.copy()) if t.grad is None else Tensor._wrap(t.grad.data + g)
-        if getattr(ctx, "freed", False):
+        if ctx.freed:
             raise RuntimeError(f"backward: trying to backward through the graph a second time ({type(ctx).__name__} "
                                f"was freed after the first backward); pass retain_graph=True to the first call")
         if observer is not None:
@@ -798,16 +892,16 @@ def _run_backward(root: Tensor, seed, shared: set, retain_graph: bool) -> None:
                 continue
             if type(pg) is not np.ndarray and not hasattr(pg, "__cuda_array_interface__"):
                 pg = np.asarray(pg)  # numpy turns 0-d results into scalars
-            if pg.dtype != p.data.dtype:
-                pg = pg.astype(p.data.dtype)
-            k = id(p)
-            if k in grads:
-                grads[k] = grads[k] + pg
-                shared.discard(k)
-            else:
-                grads[k] = pg
+            dt = p.data.dtype
+            if pg.dtype is not dt and pg.dtype != dt:  # identity first: builtin dtypes are singletons
+                pg = pg.astype(dt)
+            prev = grads.get(p)
+            if prev is None:
+                grads[p] = pg
                 if pg is g:
                     shared.add(id(pg))
+            else:
+                grads[p] = prev + pg  # a fresh array, aliasing nothing
         if not retain_graph:
             ctx.free()
 
@@ -845,6 +939,7 @@ def empty(*shape, dtype=None, device=None, requires_grad=False):
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     if dtype is None and isinstance(fill_value, bool):
         dtype = np.bool_
     elif dtype is None and isinstance(fill_value, int):
@@ -881,7 +976,8 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
 def _like(fn):
     @functools.wraps(fn)
     def like(t, dtype=None, device=None, requires_grad=False, **kw):
-        return fn(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad, **kw)
+        return fn(t.shape, dtype=t.dtype if dtype is None else dtype, device=device or t.device,
+                  requires_grad=requires_grad, **kw)
     return like
 
 
@@ -889,7 +985,8 @@ zeros_like, ones_like, empty_like, rand_like, randn_like = map(_like, (zeros, on
 
 
 def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
-    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+    return full(t.shape, fill_value, dtype=t.dtype if dtype is None else dtype, device=device or t.device,
+                requires_grad=requires_grad)
 
 
 # ================================================================ functions over several tensors
@@ -902,7 +999,9 @@ def _as_tensors(op, tensors):
 
 def cat(tensors, dim=0) -> Tensor:
     ts = _as_tensors("cat", tensors)
-    d = _dims(dim, ts[0].ndim, "cat")[0]
+    if ts[0].ndim == 0:
+        raise ValueError("cat: zero-dimensional tensors cannot be concatenated (use stack)")
+    d = _dim(dim, ts[0].ndim, "cat")
     ref = ts[0].shape
     for t in ts[1:]:
         if t.ndim != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != d):
@@ -918,7 +1017,7 @@ def stack(tensors, dim=0) -> Tensor:
     for t in ts[1:]:
         if t.shape != ts[0].shape:
             raise ValueError(f"stack: expects tensors of one shape, got {ts[0].shape} and {t.shape}")
-    d = _dims(dim, ts[0].ndim + 1, "stack")[0]
+    d = _dim(dim, ts[0].ndim + 1, "stack")
     return cat([t.unsqueeze(d) for t in ts], dim=d)
 
 
@@ -939,16 +1038,29 @@ def maximum(a, b): return a.maximum(b) if isinstance(a, Tensor) else b._const(a)
 def minimum(a, b): return a.minimum(b) if isinstance(a, Tensor) else b._const(a).minimum(b)
 
 
-def take_along_dim(input: Tensor, indices, dim) -> Tensor:
+def take_along_dim(input: Tensor, indices, dim=None) -> Tensor:
+    """out[..., i, ...] = input[..., indices[..., i, ...], ...] along `dim`; the other dims of
+    input and indices broadcast against each other (torch.take_along_dim). dim=None
+    reads the flattened input with flattened indices."""
+    return _take_along(input, indices, dim, "take_along_dim")
+
+
+def _take_along(input, indices, dim, op):
     indices = indices if isinstance(indices, Tensor) else Tensor(indices, device=input.device)
     if indices.dtype.kind not in "iu":
-        raise TypeError(f"gather: index must be an integer tensor, got dtype {indices.dtype}")
-    d = _dims(dim, input.ndim, "gather")[0]
+        raise TypeError(f"{op}: indices must be an integer tensor, got dtype {indices.dtype}")
+    if dim is None:
+        input, indices, dim = input.reshape(-1), indices.reshape(-1), 0
+    d = _dim(dim, input.ndim, op)
     if indices.ndim != input.ndim:
-        raise ValueError(f"gather: index has {indices.ndim} dims but input has {input.ndim} (shapes {indices.shape} and {input.shape})")
+        raise ValueError(f"{op}: indices have {indices.ndim} dims but input has {input.ndim} "
+                         f"(shapes {indices.shape} and {input.shape})")
+    rest = lambda s: s[:d] + s[d + 1:]  # noqa: E731
+    broadcast_shapes(op, rest(input.shape), rest(indices.shape))
     n = input.shape[d]
     if indices.numel() and (int(indices.data.min()) < -n or int(indices.data.max()) >= n):
-        raise IndexError(f"gather: index out of range for dim {d} of size {n} (input shape {input.shape})")
+        raise IndexError(f"{op}: index out of range for dim {d} of size {n}: indices span "
+                         f"[{int(indices.data.min())}, {int(indices.data.max())}] (input shape {input.shape})")
     return _M.Gather.apply(input, indices, dim=d)
 
 

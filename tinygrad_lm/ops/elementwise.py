@@ -14,17 +14,21 @@ def _xp(a):
 
 # ================================================================ binary arithmetic
 class _Binary(Function):
+    """Binary ops broadcast like numpy. The shapes are checked only when numpy refuses them
+    (try/except costs nothing on the way through), and the error names the op and shapes."""
     def _check(self, a, b):
-        if a.shape != b.shape:
-            broadcast_shapes(type(self).__name__.lower(), a.shape, b.shape)
+        broadcast_shapes(type(self).__name__.lower(), a.shape, b.shape)  # raises ours if they don't broadcast
 
 
 class Add(_Binary):
     """z = a + b;  dz/da = 1, dz/db = 1."""
     def forward(self, a, b):
-        self._check(a, b)
         self.sa, self.sb = a.shape, b.shape
-        return a + b
+        try:
+            return a + b
+        except ValueError:
+            self._check(a, b)
+            raise
 
     def backward(self, g):
         na, nb = self.needs_input_grad
@@ -34,9 +38,12 @@ class Add(_Binary):
 class Sub(_Binary):
     """z = a - b;  dz/da = 1, dz/db = -1."""
     def forward(self, a, b):
-        self._check(a, b)
         self.sa, self.sb = a.shape, b.shape
-        return a - b
+        try:
+            return a - b
+        except ValueError:
+            self._check(a, b)
+            raise
 
     def backward(self, g):
         na, nb = self.needs_input_grad
@@ -46,9 +53,12 @@ class Sub(_Binary):
 class Mul(_Binary):
     """z = a * b;  dz/da = b, dz/db = a."""
     def forward(self, a, b):
-        self._check(a, b)
         self.a, self.b = a, b
-        return a * b
+        try:
+            return a * b
+        except ValueError:
+            self._check(a, b)
+            raise
 
     def backward(self, g):
         na, nb = self.needs_input_grad
@@ -58,10 +68,12 @@ class Mul(_Binary):
 class Div(_Binary):
     """z = a / b;  dz/da = 1/b, dz/db = -a/b^2 = -z/b."""
     def forward(self, a, b):
-        self._check(a, b)
-        self.b = b
-        self.sa = a.shape
-        self.out = a / b
+        self.b, self.sa = b, a.shape
+        try:
+            self.out = a / b
+        except ValueError:
+            self._check(a, b)
+            raise
         return self.out
 
     def backward(self, g):
@@ -73,9 +85,12 @@ class Div(_Binary):
 class Pow(_Binary):
     """z = a ** b;  dz/da = b * a^(b-1), dz/db = z * log(a) (NaN for a < 0, as in PyTorch)."""
     def forward(self, a, b):
-        self._check(a, b)
         self.a, self.b = a, b
-        self.out = a ** b
+        try:
+            self.out = a ** b
+        except ValueError:
+            self._check(a, b)
+            raise
         return self.out
 
     def backward(self, g):
@@ -111,9 +126,12 @@ class PowScalar(Function):
 class Maximum(_Binary):
     """z = max(a, b);  the gradient goes to the larger input; ties split it in half."""
     def forward(self, a, b):
-        self._check(a, b)
         self.sa, self.sb = a.shape, b.shape
-        self.wa = (a > b) + (a == b) * 0.5  # weight of a's share
+        try:
+            self.wa = (a > b) + (a == b) * 0.5  # weight of a's share
+        except ValueError:
+            self._check(a, b)
+            raise
         return _xp(a).maximum(a, b)
 
     def backward(self, g):
@@ -125,9 +143,12 @@ class Maximum(_Binary):
 class Minimum(Maximum):
     """z = min(a, b);  the gradient goes to the smaller input; ties split it in half."""
     def forward(self, a, b):
-        self._check(a, b)
         self.sa, self.sb = a.shape, b.shape
-        self.wa = (a < b) + (a == b) * 0.5
+        try:
+            self.wa = (a < b) + (a == b) * 0.5
+        except ValueError:
+            self._check(a, b)
+            raise
         return _xp(a).minimum(a, b)
 
 
@@ -150,8 +171,7 @@ class MaskedFill(Function):
     """z = mask ? value : a;  dz/da = not mask."""
     def forward(self, a, mask, value):
         self.mask, self.sa = mask, a.shape
-        out = _xp(a).where(mask, a.dtype.type(value), a)
-        return out if out.shape == a.shape else out  # mask may broadcast a (validated by the caller)
+        return _xp(a).where(mask, a.dtype.type(value), a)  # mask may broadcast a (checked by the caller)
 
     def backward(self, g):
         return unbroadcast(_xp(g).where(self.mask, g.dtype.type(0), g), self.sa), None

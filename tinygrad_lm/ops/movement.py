@@ -23,7 +23,7 @@ class Reshape(Function):
 class Permute(Function):
     """z = a with its axes reordered by `dims`;  the gradient is permuted by the inverse order."""
     def forward(self, a, dims):
-        self.inv = tuple(np.argsort(dims))
+        self.inv = tuple(sorted(range(len(dims)), key=dims.__getitem__))  # the inverse permutation
         return a.transpose(dims)
 
     def backward(self, g):
@@ -79,11 +79,11 @@ def _show(index):
 def getitem(t: Tensor, idx):
     """`t[idx]` with PyTorch/numpy semantics: basic indices go through Slice; integer arrays,
     lists, integer tensors and boolean masks go through Index (masks become their nonzero
-    positions, as numpy does)."""
+    positions, as numpy does, after checking that they match the dims they cover)."""
     if not isinstance(idx, tuple):
         idx = (idx,)
     xp = t.xp
-    out, advanced = [], False
+    out, advanced, masks = [], False, False
     for i in idx:
         if isinstance(i, Tensor):
             i = i.data
@@ -91,18 +91,40 @@ def getitem(t: Tensor, idx):
             i = np.asarray(i)
         if isinstance(i, np.ndarray) or hasattr(i, "__cuda_array_interface__"):
             if i.dtype == np.bool_:
-                advanced = True
-                out.extend(xp.asarray(i).nonzero())
-                continue
-            if i.dtype.kind not in "iu":
+                masks = True
+            elif i.dtype.kind not in "iu":
                 raise IndexError(f"getitem: tensors used as indices must be integer or bool, got dtype {i.dtype}")
             advanced = True
             i = xp.asarray(i)
         elif isinstance(i, (bool, np.bool_)):
             raise IndexError("getitem: a bare bool is not a valid index")
         out.append(i)
-    idx = tuple(out)
-    return (Index if advanced else Slice).apply(t, index=idx)
+    if masks:
+        out = _masks_to_positions(t.shape, out)
+    return (Index if advanced else Slice).apply(t, index=tuple(out))
+
+
+def _masks_to_positions(shape, items):
+    """Replace each boolean mask by its nonzero positions, once its shape is checked against
+    the dims it covers (numpy's nonzero alone would accept a mask that is too short)."""
+    is_mask = [getattr(i, "dtype", None) == np.bool_ for i in items]
+    used = sum(i.ndim if m else 0 if (i is None or i is Ellipsis) else 1 for i, m in zip(items, is_mask))
+    out, pos = [], 0
+    for i, m in zip(items, is_mask):
+        if i is Ellipsis:
+            pos += max(len(shape) - used, 0)
+        elif m:
+            covered = tuple(shape[pos:pos + i.ndim])
+            if i.ndim == 0 or covered != i.shape:
+                raise IndexError(f"getitem: boolean mask of shape {i.shape} does not match the dims it indexes "
+                                 f"{covered} (dims {pos}..{pos + i.ndim - 1} of tensor shape {shape})")
+            out.extend(i.nonzero())
+            pos += i.ndim
+            continue
+        elif i is not None:
+            pos += 1
+        out.append(i)
+    return out
 
 
 class Cat(Function):

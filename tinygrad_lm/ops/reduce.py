@@ -2,6 +2,8 @@
 
 Every backward first puts the reduced axes back as size-1 axes (`_keep`) so the
 output gradient broadcasts against the input."""
+import math
+
 import numpy as np
 
 from .. import backend
@@ -9,18 +11,26 @@ from ..tensor import Function
 
 
 def _keep(g, ndim, dim, keepdim):
-    """Reshape an output gradient so it broadcasts against the input."""
+    """Reshape an output gradient so it broadcasts against the input: the reduced axes come
+    back as size-1 axes. (A reshape: np.expand_dims costs several times more per call.)"""
     if keepdim:
         return g
     if dim is None:
         return g.reshape((1,) * ndim)
-    return backend.array_module(g).expand_dims(g, dim)
+    shape = list(g.shape)
+    for d in dim:  # sorted, so each insert lands at its final position
+        shape.insert(d, 1)
+    return g.reshape(shape)
 
 
 def _count(shape, dim):
-    if dim is None:
-        return int(np.prod(shape)) if shape else 1
-    return int(np.prod([shape[d] for d in dim]))
+    """How many elements each output element reduces over."""
+    return math.prod(shape) if dim is None else math.prod([shape[d] for d in dim])
+
+
+def _expand(g, shape):
+    """broadcast_to, skipped when nothing needs broadcasting."""
+    return g if g.shape == shape else backend.array_module(g).broadcast_to(g, shape)
 
 
 class Sum(Function):
@@ -30,8 +40,7 @@ class Sum(Function):
         return a.sum(axis=dim, keepdims=keepdim)
 
     def backward(self, g):
-        xp = backend.array_module(g)
-        return xp.broadcast_to(_keep(g, len(self.shape), self.dim, self.keepdim), self.shape)
+        return _expand(_keep(g, len(self.shape), self.dim, self.keepdim), self.shape)
 
 
 class Mean(Function):
@@ -39,12 +48,14 @@ class Mean(Function):
     def forward(self, a, dim=None, keepdim=False):
         self.shape, self.dim, self.keepdim = a.shape, dim, keepdim
         self.n = _count(a.shape, dim)
-        return a.mean(axis=dim, keepdims=keepdim)
+        if self.n == 0 or a.dtype.kind != "f" or a.dtype.itemsize < 4:
+            return a.mean(axis=dim, keepdims=keepdim)  # empty: NaN; ints: float64; float16: sums in float32
+        # what ndarray.mean does for float32/64 (a sum, then a true division by n), minus its Python overhead
+        return a.sum(axis=dim, keepdims=keepdim) / a.dtype.type(self.n)
 
     def backward(self, g):
-        xp = backend.array_module(g)
         g = _keep(g, len(self.shape), self.dim, self.keepdim) * g.dtype.type(1 / max(self.n, 1))
-        return xp.broadcast_to(g, self.shape)
+        return _expand(g, self.shape)
 
 
 class Max(Function):

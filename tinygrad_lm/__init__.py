@@ -11,3 +11,4 @@ from .gradcheck import gradcheck, GradcheckError  # noqa: F401
 from . import ops  # noqa: F401
 
 __version__ = "0.1.0"
+from .debug import trace, detect_anomaly, AnomalyError  # noqa: F401

@@ -15,7 +15,6 @@ expensive (VMs, sandboxes) each fresh 1 MB temporary otherwise costs ~1 ms of fa
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import statistics
 import sys
@@ -28,15 +27,9 @@ from tinygrad_lm.models import GPT, GPTConfig
 from tinygrad_lm.nn import functional as F
 
 
-def tune_malloc(limit: int = 1 << 30) -> bool:
-    """Keep freed heap memory in the process (glibc only): no munmap / trim after each big
-    temporary, so the next one of the same size reuses warm pages. Returns whether it applied."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, limit))
-    except (OSError, AttributeError):
-        return False
+def tune_malloc() -> bool:
+    from tinygrad_lm.backend import tune_host_allocator
+    return tune_host_allocator()
 
 
 def make(args):

@@ -18,24 +18,11 @@ import argparse
 import sys
 import time
 
-import numpy as np
-
-import tinygrad_lm as tg
-from tinygrad_lm.models import GPT, GPTConfig
-from tinygrad_lm.nn import functional as F
+from tinygrad_lm.models.gpt import gradcheck_gpt
 
 
 def check(bias: bool, fused: bool, max_elements: int, directions: int, seed: int = 0):
-    tg.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=bias))
-    rng = np.random.default_rng(seed)
-    for _, p in model.named_parameters():  # away from init: LayerNorm gains != 1, biases != 0
-        p.data = p.data + 0.3 * rng.standard_normal(p.shape).astype(p.dtype)
-    idx, targets = rng.integers(0, 11, (2, 8)), rng.integers(0, 11, (2, 8))
-    with F.use_fused(fused):
-        return tg.gradcheck(lambda *ps: model(idx, targets)[1], dict(model.named_parameters()), mode="auto",
-                            max_elements=max_elements, n_directions=directions, atol=1e-8, rtol=1e-5,
-                            raise_exception=False)
+    return gradcheck_gpt(bias=bias, fused=fused, max_elements=max_elements, n_directions=directions, seed=seed)
 
 
 def table(report) -> str:

@@ -210,3 +210,12 @@ def test_resume_refuses_a_different_architecture(trained, corpus, capsys):
 def test_missing_checkpoint(tmp_path, capsys):
     bad(["sample", "--out-dir", tmp_path / "nothing"], capsys, "nothing")
     bad(["train", "--out-dir", tmp_path / "nothing", "--resume", *TINY], capsys, "no checkpoint")
+
+
+def test_gradcheck_command_checks_every_op_and_a_whole_gpt(capsys):
+    assert run(["gradcheck"]) == 0
+    out = capsys.readouterr().out
+    from tinygrad_lm import Function
+    for name in Function.registry:
+        assert name in out, name
+    assert "bias=True" in out and "bias=False" in out and "all gradients match" in out

@@ -200,3 +200,20 @@ def erf(x):
     frac = 1.0 - np.exp(-big * big) / (np.sqrt(np.pi) * f)
     out = np.where(a < 3.0, series, frac)
     return (np.sign(x) * out).astype(x.dtype, copy=False)
+
+
+def tune_host_allocator(limit: int = 1 << 30) -> bool:
+    """Keep freed heap memory inside the process (glibc only; a no-op elsewhere).
+
+    By default glibc returns every freed block above ~128 KB to the OS (mmap/munmap), so each
+    new temporary of a training step pays page faults again: on a 2-core VM, `2.0 * (a + b)`
+    on 1 MB arrays took 1.5 ms instead of 0.06 ms. Raising the mmap and trim thresholds lets
+    the next step reuse warm pages, as PyTorch's CPU caching allocator does. The CLI calls
+    this; a library user may call it once. Returns whether it applied."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, limit))
+    except (OSError, AttributeError):
+        return False

@@ -181,10 +181,11 @@ def cmd_gradcheck(a):
     ok = all(r["passed"] for r in rows)
     if not a.no_gpt and not a.ops:
         from .models.gpt import gradcheck_gpt
-        report = gradcheck_gpt(seed=a.seed)
-        print("\nwhole GPT (float64, 2 layers, 2 heads, 16 dims, block 8, vocab 11):")
-        print(report.table())
-        ok = ok and report.passed
+        for bias in (True, False):
+            report = gradcheck_gpt(bias=bias, seed=a.seed)
+            print(f"\nwhole GPT (float64; 2 layers, 2 heads, 16 dims, block 8, vocab 11, bias={bias}):")
+            print(report.table())
+            ok = ok and report.passed
     print("all gradients match finite differences" if ok else "GRADIENT CHECK FAILED")
     return 0 if ok else 1
 
@@ -231,8 +232,10 @@ def main(argv=None) -> int:
     from .backend import DeviceError
     from .checkpoint import CheckpointError
     from .data import DataError
+    from .backend import tune_host_allocator
     parser = build_parser()
     a = parser.parse_args(argv)
+    tune_host_allocator()  # keep freed temporaries warm between steps (see its docstring)
     try:
         return a.func(a)
     except (ValueError, DataError, CheckpointError, DeviceError, OSError, FloatingPointError, ImportError) as e:

@@ -8,6 +8,8 @@ never needs it.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 _cupy = None          # the cupy module once imported
@@ -208,8 +210,9 @@ def tune_host_allocator(limit: int = 1 << 30) -> bool:
     By default glibc returns every freed block above ~128 KB to the OS (mmap/munmap), so each
     new temporary of a training step pays page faults again: on a 2-core VM, `2.0 * (a + b)`
     on 1 MB arrays took 1.5 ms instead of 0.06 ms. Raising the mmap and trim thresholds lets
-    the next step reuse warm pages, as PyTorch's CPU caching allocator does. The CLI calls
-    this; a library user may call it once. Returns whether it applied."""
+    the next step reuse warm pages. Called once when tinygrad_lm is imported, unless the
+    environment sets TINYGRAD_LM_NO_MALLOC_TUNE=1; the cost is that resident memory stays
+    near its peak. Returns whether it applied."""
     import ctypes
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -217,3 +220,7 @@ def tune_host_allocator(limit: int = 1 << 30) -> bool:
         return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, limit))
     except (OSError, AttributeError):
         return False
+
+
+if os.environ.get("TINYGRAD_LM_NO_MALLOC_TUNE") != "1":
+    tune_host_allocator()

@@ -232,10 +232,8 @@ def main(argv=None) -> int:
     from .backend import DeviceError
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .backend import tune_host_allocator
     parser = build_parser()
     a = parser.parse_args(argv)
-    tune_host_allocator()  # keep freed temporaries warm between steps (see its docstring)
     try:
         return a.func(a)
     except (ValueError, DataError, CheckpointError, DeviceError, OSError, FloatingPointError, ImportError) as e:

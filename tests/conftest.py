@@ -18,3 +18,15 @@ def _grad_mode_restored():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# Every backend the same test runs on: "cuda" is skipped, with the reason, where cupy or a GPU is absent.
+from tinygrad_lm.backend import cuda_available  # noqa: E402
+
+GPU_REASON = "needs cupy and an NVIDIA GPU (pip install -e \".[cuda12]\" or \".[cuda13]\")"
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not cuda_available(), reason=GPU_REASON)])]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param

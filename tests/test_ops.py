@@ -22,6 +22,8 @@ from tinygrad_lm import opcheck
 from tinygrad_lm.opcheck import Case, Draw, OpSpec, check_case, check_forward
 from tinygrad_lm.tensor import Function
 
+from conftest import DEVICES
+
 
 class HypothesisDraw(Draw):
     """Structure from hypothesis (so it shrinks), values from a numpy generator it seeds."""
@@ -43,18 +45,20 @@ SPEC_NAMES = sorted(opcheck.all_specs())
 
 
 # ================================================================ every spec
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op", SPEC_NAMES)
 @FAST
 @given(data=st.data())
-def test_op_matches_finite_differences_and_numpy(op, data):
+def test_op_matches_finite_differences_and_numpy(op, device, data):
     spec = opcheck.SPECS[op]
     case = spec.sample(HypothesisDraw(data))
-    report, fwd_error = check_case(spec, case)
+    report, fwd_error = check_case(spec, case, device)
     assert not fwd_error, f"{op} {case.describe()}: {fwd_error}"
     if report is not None:
         assert report.passed, f"{op} {case.describe()}\n{report.table()}"
     # float32 in, float32 out, and the same numbers to float32 precision
-    assert not check_forward(spec, case, np.float32), f"{op} {case.describe()} (float32): {check_forward(spec, case, np.float32)}"
+    err32 = check_forward(spec, case, np.float32, device)
+    assert not err32, f"{op} {case.describe()} (float32, {device}): {err32}"
 
 
 def _import_package():

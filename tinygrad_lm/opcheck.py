@@ -233,24 +233,26 @@ def missing_specs(package: str = "tinygrad_lm") -> list:
 
 
 # ================================================================ running a spec
-def make_tensors(case: Case, dtype=np.float64) -> list:
+def make_tensors(case: Case, dtype=np.float64, device: str = "cpu") -> list:
     out = []
     for a, g in zip(case.inputs, case.grads()):
         a = np.asarray(a)
         if a.dtype.kind == "f":
             a = a.astype(dtype)
-        out.append(Tensor(a, requires_grad=bool(g)))
+        out.append(Tensor(a, device=device, requires_grad=bool(g)))
     return out
 
 
-def check_forward(spec: OpSpec, case: Case, dtype=np.float64) -> str:
+def check_forward(spec: OpSpec, case: Case, dtype=np.float64, device: str = "cpu") -> str:
     """'' when the op's forward matches the numpy reference (values, shape, dtype), else why not."""
     if spec.reference is None:
         return ""
     arrays = [np.asarray(a).astype(dtype) if np.asarray(a).dtype.kind == "f" else np.asarray(a) for a in case.inputs]
     with _t.no_grad():
-        out = spec.call(*make_tensors(case, dtype), **case.params)
+        out = spec.call(*make_tensors(case, dtype, device), **case.params)
     ref = np.asarray(spec.reference(*arrays, **case.params))
+    if out.device != device:
+        return f"forward output is on {out.device}, inputs on {device}"
     got = out.numpy()
     if got.shape != ref.shape:
         return f"forward shape {got.shape} != reference {ref.shape}"
@@ -266,10 +268,11 @@ def check_forward(spec: OpSpec, case: Case, dtype=np.float64) -> str:
     return ""
 
 
-def check_case(spec: OpSpec, case: Case):
-    """Forward check and float64 element-mode gradcheck of one case -> (report, forward error)."""
-    fwd = check_forward(spec, case)
-    tensors = make_tensors(case)
+def check_case(spec: OpSpec, case: Case, device: str = "cpu"):
+    """Forward check and float64 element-mode gradcheck of one case -> (report, forward error).
+    The same code runs on every backend: `device` picks where the inputs live."""
+    fwd = check_forward(spec, case, device=device)
+    tensors = make_tensors(case, device=device)
     report = None
     if any(t.requires_grad for t in tensors):
         report = gradcheck(lambda *ts: spec.call(*ts, **case.params), tensors, mode="element", eps=spec.eps,
@@ -574,9 +577,9 @@ def _sample_index(d: Draw) -> Case:
 
 def _call_index(x, form, index):
     if form == "index_select":
-        return x.index_select(index[0], Tensor(index[1]))
+        return x.index_select(index[0], Tensor(index[1], device=x.device))
     if form in ("tensor", "tensor_mask"):
-        index = tuple(Tensor(i) if isinstance(i, np.ndarray) else i for i in index)
+        index = tuple(Tensor(i, device=x.device) if isinstance(i, np.ndarray) else i for i in index)
     return x[index if len(index) > 1 else index[0]]
 
 

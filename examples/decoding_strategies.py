@@ -31,11 +31,11 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from tinygrad_lm import Tensor, manual_seed  # noqa: E402
-from tinygrad_lm.data import CharTokenizer, builtin_corpus, get_batch, train_val_split  # noqa: E402
+from tinygrad_lm import manual_seed  # noqa: E402
+from tinygrad_lm.data import CharTokenizer, builtin_corpus, train_val_split  # noqa: E402
 from tinygrad_lm.generate import generate  # noqa: E402
 from tinygrad_lm.models.gpt import GPT, GPTConfig  # noqa: E402
-from tinygrad_lm.optim import clip_grad_norm_  # noqa: E402
+from tinygrad_lm.train import fit  # noqa: E402
 
 
 def train_small_gpt(ids, vocab_size, steps, block_size=32, n_layer=2, n_head=2, n_embd=64, batch_size=16,
@@ -44,18 +44,8 @@ def train_small_gpt(ids, vocab_size, steps, block_size=32, n_layer=2, n_head=2, 
     manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
                           n_embd=n_embd, dropout=0.0, bias=False))
-    opt = model.configure_optimizers(weight_decay=0.1, learning_rate=lr, betas=(0.9, 0.99))
-    rng = np.random.default_rng(seed)
-    losses = []
     t0 = time.perf_counter()
-    for it in range(steps):
-        x, y = get_batch(ids, batch_size, block_size, rng)
-        _, loss = model(Tensor(x), Tensor(y))
-        loss.backward()
-        clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad()
-        losses.append(loss.item())
+    losses = fit(model, ids, steps, batch_size=batch_size, lr=lr, seed=seed)
     log(f"trained a {n_layer}-layer GPT ({model.num_parameters():,} parameters) for {steps} steps in "
         f"{time.perf_counter() - t0:.1f}s: loss {np.mean(losses[:10]):.3f} -> {np.mean(losses[-10:]):.3f}")
     return model

@@ -33,11 +33,12 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tinygrad_lm import Tensor, manual_seed, no_grad, nn  # noqa: E402
-from tinygrad_lm.data import CharTokenizer, builtin_corpus, get_batch, iter_eval_batches, train_val_split  # noqa: E402
+from tinygrad_lm.data import CharTokenizer, builtin_corpus, iter_eval_batches, train_val_split  # noqa: E402
 from tinygrad_lm.models.gpt import GPT, GPTConfig  # noqa: E402
 from tinygrad_lm.ngram import NGramModel  # noqa: E402
 from tinygrad_lm.nn import functional as F  # noqa: E402
-from tinygrad_lm.optim import AdamW, clip_grad_norm_  # noqa: E402
+from tinygrad_lm.optim import AdamW  # noqa: E402
+from tinygrad_lm.train import fit  # noqa: E402
 
 
 class MLPLanguageModel(nn.Module):
@@ -103,15 +104,7 @@ def train_gpt(train, vocab, steps, block_size, n_embd, seed):
     manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=vocab, block_size=block_size, n_layer=2, n_head=2, n_embd=n_embd,
                           dropout=0.0, bias=False))
-    opt = model.configure_optimizers(weight_decay=0.1, learning_rate=3e-3, betas=(0.9, 0.99))
-    rng = np.random.default_rng(seed)
-    for _ in range(steps):
-        x, y = get_batch(train, 16, block_size, rng)
-        _, loss = model(Tensor(x), Tensor(y))
-        loss.backward()
-        clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad()
+    fit(model, train, steps, batch_size=16, lr=3e-3, seed=seed)  # random windows, cross-entropy, backward, clip, AdamW
     return model
 
 

@@ -32,25 +32,17 @@ import sys  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tinygrad_lm import Tensor, manual_seed, no_grad  # noqa: E402
-from tinygrad_lm.data import CharTokenizer, builtin_corpus, get_batch, train_val_split  # noqa: E402
+from tinygrad_lm.data import CharTokenizer, builtin_corpus, train_val_split  # noqa: E402
 from tinygrad_lm.generate import sequence_logprob  # noqa: E402
 from tinygrad_lm.models.gpt import GPT, GPTConfig  # noqa: E402
-from tinygrad_lm.optim import clip_grad_norm_  # noqa: E402
+from tinygrad_lm.train import fit  # noqa: E402
 
 
 def train_small_gpt(ids, vocab_size, steps, block_size=32, n_embd=64, seed=0):
     manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=2, n_embd=n_embd,
                           dropout=0.0, bias=False))
-    opt = model.configure_optimizers(weight_decay=0.1, learning_rate=3e-3, betas=(0.9, 0.99))
-    rng = np.random.default_rng(seed)
-    for _ in range(steps):
-        x, y = get_batch(ids, 16, block_size, rng)
-        _, loss = model(Tensor(x), Tensor(y))
-        loss.backward()
-        clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad()
+    fit(model, ids, steps, batch_size=16, lr=3e-3, seed=seed)  # random windows, cross-entropy, backward, clip, AdamW
     return model
 
 

@@ -677,16 +677,11 @@ def build_ours(cfg: dict, device: str, seed: int = 1337):
 
 
 def ours_step_fn(model, opt, device, grad_clip=1.0):
-    from .optim import clip_grad_norm_
+    from .train import train_step
 
     def step(x, y):
-        _, loss = model(x, y)
-        loss.backward()
-        if grad_clip > 0:
-            clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return float(loss.data)  # reading the loss synchronizes a GPU, as in a training loop
+        # reading the loss synchronizes a GPU, as in a training loop
+        return float(train_step(model, opt, x, y, grad_clip).data)
     return step
 
 

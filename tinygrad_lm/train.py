@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -176,6 +176,41 @@ def join_arrays(skeleton, arrays: dict):
     return skeleton
 
 
+# ---------------------------------------------------------------- one step
+def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0) -> Tensor:
+    """One optimisation step: loss = cross-entropy(model(x), y); backward; clip the global
+    gradient norm to `grad_clip` (0 = off); AdamW step; clear the gradients. Returns the loss."""
+    from .optim import clip_grad_norm_
+    _, loss = model(x, y)
+    loss.backward()
+    if grad_clip > 0:
+        clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def fit(model, data: np.ndarray, steps: int, batch_size: int = 16, lr: float = 3e-3, weight_decay: float = 0.1,
+        betas=(0.9, 0.99), grad_clip: float = 1.0, seed: int = 0) -> list[float]:
+    """Train `model` for `steps` steps on random (batch_size, block_size) windows of `data` at a
+    constant learning rate (the examples' short runs); returns the batch losses."""
+    device = _model_device(model)
+    optimizer = model.configure_optimizers(weight_decay, lr, betas)
+    rng = np.random.default_rng(seed)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        x, y = get_batch(data, batch_size, model.config.block_size, rng)
+        loss = train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), grad_clip)
+        losses.append(float(loss.data))
+    model.eval()
+    return losses
+
+
+def _model_device(model) -> str:
+    return next(iter(model.parameters())).device
+
+
 # ---------------------------------------------------------------- evaluation
 @no_grad()
 def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, iters: int, seed: int, device: str) -> float:
@@ -266,7 +301,6 @@ def train(cfg: TrainConfig, log=print) -> dict:
     device = backend.canonical_device(cfg.device)
     prepare_out_dir(cfg)
     text, corpus_name = load_corpus(cfg.data)
-    dtype = np.dtype(cfg.dtype)
 
     start_iter, best_val, history = 0, math.inf, []
     if cfg.resume:
@@ -346,13 +380,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
             for g in optimizer.param_groups:
                 g["lr"] = lr
             x, y = get_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
-            _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
-            loss.backward()
-            if cfg.grad_clip > 0:
-                from .optim import clip_grad_norm_
-                clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss = train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip)
             lossf = float(loss.data)
             if not math.isfinite(lossf):
                 raise FloatingPointError(f"training diverged at step {it}: loss is {lossf} (try a lower --lr)")

@@ -143,6 +143,33 @@ def test_embedding_gradcheck_with_repeated_indices(rows, dim, idx_shape, seed):
     check(lambda w: F.embedding(idx, w), rng.standard_normal((rows, dim)))
 
 
+@pytest.mark.parametrize("rows,n,kind", [(65, 768, "random"), (64, 64, "distinct"), (50, 40, "mostly_distinct"),
+                                         (5, 30, "one_row"), (7, 1, "random"), (9, 0, "random"), (1000, 300, "mixed")])
+def test_index_add_rows_sums_every_path_like_add_at(rows, n, kind):
+    """The embedding backward's segmented sum: all-distinct indices (one assignment), mostly
+    distinct (singletons copied, repeats reduced), mostly repeated (one reduceat), and edge
+    sizes; float32 sums agree with a float64 np.add.at to float32 rounding."""
+    from tinygrad_lm import backend
+    rng = np.random.default_rng(rows + n)
+    if kind == "distinct":
+        idx = rng.permutation(rows)[:n]
+    elif kind == "mostly_distinct":
+        idx = rng.permutation(rows)[:n]
+        idx[-5:] = idx[0]                               # one index repeated 6 times, the rest once
+    elif kind == "one_row":
+        idx = np.full(n, 3)
+    elif kind == "mixed":
+        idx = np.r_[rng.permutation(rows)[:250], rng.integers(0, 10, 50)]
+    else:
+        idx = rng.integers(0, rows, n)
+    v = rng.standard_normal((n, 6)).astype(np.float32)
+    want = np.zeros((rows, 6))
+    np.add.at(want, idx, v.astype(np.float64))
+    got = backend.index_add_rows(rows, idx, v)
+    assert got.dtype == np.float32 and got.shape == (rows, 6)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_dropout_gradcheck_with_a_fixed_mask():
     x = np.random.default_rng(0).standard_normal((4, 5))
 
@@ -274,6 +301,42 @@ def test_attention_fully_masked_row_gives_zeros_not_nan_and_leaves_other_rows_al
     for impl in IMPLS:
         o = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), attn_mask=fmask, impl=impl).numpy()
         np.testing.assert_allclose(o, out, rtol=1e-6, atol=1e-7)
+
+
+def test_causal_attention_with_logits_of_plus_minus_1000_is_exact_and_finite():
+    """Scores of +-1000 (masked future keys far above the visible ones, and the reverse): the
+    per-query max shift keeps every visible score exact; nothing overflows or turns NaN."""
+    b, t, nh, hs = 2, 5, 2, 3
+    rng = np.random.default_rng(4)
+    q, k, v = rng.standard_normal((3, b, nh, t, hs))
+    q[..., 0] = 1.0
+    k[..., 0] = np.where(np.arange(t) % 2, 1000.0, -1000.0) * math.sqrt(hs)   # scores ~ +-1000 per key
+    qkv = np.concatenate([z.transpose(0, 2, 1, 3).reshape(b, t, nh * hs) for z in (q, k, v)], axis=-1)
+    s = q @ np.swapaxes(k, -1, -2) / math.sqrt(hs)
+    s = np.where(np.tril(np.ones((t, t), bool)), s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    want = ((p / p.sum(-1, keepdims=True)) @ v).transpose(0, 2, 1, 3).reshape(b, t, nh * hs)
+    # float32 scores of ~1000 carry ~1e-4 absolute rounding, hence its looser tolerance
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-3)):
+        x = Tensor(qkv.astype(dtype), requires_grad=True)
+        out = F.causal_self_attention(x, nh, impl="fused")
+        out.backward(Tensor(np.ones(out.shape, dtype)))
+        np.testing.assert_allclose(out.data, want, rtol=tol, atol=tol)
+        assert np.isfinite(x.grad.data).all()
+
+
+def test_gelu_tanh_is_finite_and_exact_far_out():
+    """GeluTanh at |x| up to 1e4: y -> x for large x, -> 0 for very negative x; dy/dx -> 1 and 0."""
+    x = np.array([-1e4, -50.0, -10.0, -3.0, 0.0, 3.0, 10.0, 50.0, 1e4])
+    want = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    for dtype in (np.float64, np.float32):
+        t = Tensor(x.astype(dtype), requires_grad=True)
+        y = F.gelu(t, "tanh", impl="fused")
+        y.sum().backward()
+        np.testing.assert_allclose(y.data, want, rtol=1e-6, atol=1e-6)
+        g = t.grad.data
+        assert np.isfinite(g).all()
+        np.testing.assert_allclose(g[[0, 1, -2, -1]], [0, 0, 1, 1], atol=1e-6)
 
 
 def test_attention_matches_explicit_numpy():

@@ -149,22 +149,43 @@ def scatter_add(target, index, values) -> None:
 def index_add_rows(num_rows: int, index, values):
     """out[r] = sum of values[i] over i with index[i] == r; out has shape (num_rows, C).
 
-    `index` is 1-D (N,), `values` is (N, C). This is the embedding backward. On numpy a
-    sort + `add.reduceat` does it in O(N*C) without `np.add.at` (slow, unbuffered);
-    on cupy an atomic scatter-add kernel does it.
+    `index` is 1-D (N,), `values` is (N, C). This is the embedding backward. On numpy: sort
+    the indices, then sum each run of equal ones with `add.reduceat` (O(N*C), float32 sums in
+    index order; `np.add.at` is unbuffered and 5-10x slower). reduceat pays a per-row overhead,
+    so rows whose index occurs once are copied with one fancy-index assignment instead, and
+    only the repeated ones go through reduceat: 3.4x faster for a 50257-row table with 8192
+    indices, where most indices are distinct. Indices that are all distinct (a position
+    embedding) are one assignment. Measured and rejected for small tables: a one-hot matmul
+    (onehot(R, N) @ values) and `np.bincount` with weights were no faster at GPT's
+    (65 rows, 768 indices, 128 wide) and the matmul collapses when BLAS threads have to share
+    the cores. On cupy an atomic scatter-add kernel does it.
     """
     xp = array_module(values)
     out = xp.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)
-    if index.size == 0:
+    n = index.shape[0]
+    if n == 0:
         return out
-    if xp is np:
-        order = np.argsort(index, kind="stable")
-        sorted_idx = index[order]
-        starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
-        out[sorted_idx[starts]] = np.add.reduceat(values[order], starts, axis=0)
-    else:
+    if xp is not np:
         import cupyx
         cupyx.scatter_add(out, index, values)
+        return out
+    order = np.argsort(index, kind="stable")
+    sorted_idx = index[order]
+    starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])   # first row of each run
+    if starts.size == n:                               # every index distinct
+        out[index] = values
+        return out
+    if 4 * starts.size <= n:                           # runs of 4+ rows on average: one reduceat over all
+        out[sorted_idx[starts]] = np.add.reduceat(values[order], starts, axis=0)
+        return out
+    lens = np.diff(np.r_[starts, n])
+    single = lens == 1
+    s1 = starts[single]
+    out[sorted_idx[s1]] = values[order[s1]]
+    multi = ~single
+    rows = order[~np.repeat(single, lens)]             # the rows of repeated indices, still sorted
+    run_lens = lens[multi]
+    out[sorted_idx[starts[multi]]] = np.add.reduceat(values[rows], np.r_[0, np.cumsum(run_lens[:-1])], axis=0)
     return out
 
 

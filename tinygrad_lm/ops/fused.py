@@ -144,17 +144,17 @@ class SoftmaxCrossEntropy(Function):
         picked = sh[rows, y]                           # x_iy - m_i
         mean_sh = _rowsum(sh)[:, 0] / c if self.ls else None
         xp.exp(sh, out=sh)
-        tot = _rowsum(sh)                              # (N, 1)
+        tot = _rowsum(sh)[:, 0]                        # (N,)
         with np.errstate(divide="ignore", invalid="ignore"):
-            lse = xp.log(tot[:, 0])
+            lse = xp.log(tot)
             loss = lse - picked
             if self.ls:
                 loss *= 1.0 - self.ls
                 loss += self.ls * (lse - mean_sh)
         loss = xp.where(valid, loss, loss.dtype.type(0))
         tot += tot == 0
-        sh /= tot
-        self.p, self.y, self.rows, self.valid = sh, y, rows, valid
+        # softmax = e / tot; the division is left to backward, which scales the rows anyway
+        self.e, self.inv_tot, self.y, self.rows, self.valid = sh, xp.divide(1.0, tot, out=tot), y, rows, valid
         if reduction == "none":
             return loss
         total = loss.sum()
@@ -165,7 +165,7 @@ class SoftmaxCrossEntropy(Function):
             return total / self.count.astype(x.dtype)
 
     def backward(self, g):
-        p = self.p
+        e = self.e
         if self.reduction == "none":
             w = g * self.valid
         elif self.reduction == "sum":
@@ -173,11 +173,11 @@ class SoftmaxCrossEntropy(Function):
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
                 w = self.valid * (g / self.count.astype(g.dtype))
-        w = w.astype(p.dtype, copy=False)
-        dx = p * w[:, None]
+        w = w.astype(e.dtype, copy=False)
+        dx = e * (w * self.inv_tot)[:, None]           # w_i softmax(x_i)
         dx[self.rows, self.y] -= (1.0 - self.ls) * w
         if self.ls:
-            dx -= (self.ls / p.shape[1]) * w[:, None]
+            dx -= (self.ls / e.shape[1]) * w[:, None]
         return dx, None
 
 
@@ -193,17 +193,23 @@ class LayerNorm(Function):
 
     Inputs: x, then the weight (if `has_weight`), then the bias (if `has_bias`), each of D
     entries (any shape with D elements, e.g. `normalized_shape`).
+
+    Every sum over rows or columns is a BLAS matrix-vector product (numpy's `sum(0)` and
+    row-wise reductions of short rows are 2-4x slower), and the row means the backward needs
+    come straight from dy: mean(g) = (dy @ w) / D and mean(g * xhat) = ((dy * xhat) @ w) / D,
+    the latter reusing the product that dL/dw sums.
     """
     def forward(self, x, *wb, d, eps=1e-5, has_weight=True, has_bias=True):
         xp = _xp(x)
         self.shape, self.has_weight, self.has_bias = x.shape, has_weight, has_bias
         x2 = x.reshape(-1, d)
         inv_d = x.dtype.type(1.0 / d)
-        xhat = x2 - (x2 @ xp.full(d, inv_d, dtype=x.dtype))[:, None]
+        xhat = x2 - (x2 @ xp.full(d, inv_d, dtype=x.dtype))[:, None]   # x - mu (this op's own array)
         var = _rowdot(xhat, xhat)
         var *= inv_d
         var += eps
-        rstd = 1.0 / xp.sqrt(var, out=var)             # (N, 1)
+        rstd = xp.sqrt(var, out=var)
+        xp.divide(1.0, rstd, out=rstd)                 # 1 / sigma, (N, 1)
         xhat *= rstd
         self.xhat, self.rstd = xhat, rstd
         w = wb[0].reshape(d) if has_weight else None
@@ -219,30 +225,32 @@ class LayerNorm(Function):
         return out.reshape(x.shape)
 
     def backward(self, dy):
+        xp = _xp(dy)
         xhat, rstd, w = self.xhat, self.rstd, self.w
         need = self.needs_input_grad
-        d = xhat.shape[1]
+        n, d = xhat.shape
         dy2 = dy.reshape(-1, d)
+        need_w = self.has_weight and need[1]
+        dyx = dy2 * xhat if need_w or need[0] else None          # dy * xhat, (N, D)
         grads = []
-        tmp = None
-        if self.has_weight and need[1]:
-            tmp = dy2 * xhat
-            grads.append(tmp.sum(0).reshape(self.wshape))
-        elif self.has_weight:
-            grads.append(None)
+        if self.has_weight:
+            grads.append((xp.ones(n, dtype=dy.dtype) @ dyx).reshape(self.wshape) if need_w else None)
         if self.has_bias:
-            grads.append(dy2.sum(0).reshape(self.bshape) if need[-1] else None)
+            grads.append((xp.ones(n, dtype=dy.dtype) @ dy2).reshape(self.bshape) if need[-1] else None)
         dx = None
         if need[0]:
-            g = dy2 * w if w is not None else dy2.copy()
-            inv_d = g.dtype.type(1.0 / d)
-            mean_g = _rowsum(g)
+            inv_d = dy.dtype.type(1.0 / d)
+            if w is not None:
+                mean_g, mean_gx = dy2 @ w, dyx @ w                # (N,): rows of g = dy * w, g * xhat summed
+                g = dy2 * w
+            else:
+                ones_d = xp.ones(d, dtype=dy.dtype)
+                mean_g, mean_gx = dy2 @ ones_d, dyx @ ones_d
+                g = dy2.copy()
             mean_g *= inv_d
-            mean_gx = _rowdot(g, xhat)
             mean_gx *= inv_d
-            g -= mean_g
-            tmp = _xp(g).multiply(xhat, mean_gx, out=tmp)
-            g -= tmp
+            g -= mean_g[:, None]
+            g -= xp.multiply(xhat, mean_gx[:, None], out=dyx)      # dyx is spent: reuse its memory
             g *= rstd
             dx = g.reshape(self.shape)
         return (dx, *grads)
@@ -254,40 +262,40 @@ _K = 0.044715
 
 
 class GeluTanh(Function):
-    """GPT-2's GELU: y = 0.5 x (1 + tanh u),  u = c (x + k x^3),  c = sqrt(2/pi), k = 0.044715;
-    dy/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) c (1 + 3 k x^2).
+    """GPT-2's GELU: y = x s,  s = 0.5 (1 + tanh u),  u = c (x + k x^3),  c = sqrt(2/pi), k = 0.044715;
+    dy/dx = s + x s' = s (1 + 2 x u' (1 - s)),  since s' = 0.5 (1 - tanh^2 u) u' = 2 s (1 - s) u'
+    and 2 x u' = x (2c + 6ck x^2).
 
     The same math as `Gelu(approximate="tanh")`, written as in-place passes over two
-    buffers instead of a dozen temporaries (it runs on the MLP's (B, T, 4C) activations)."""
+    buffers instead of a dozen temporaries (it runs on the MLP's (B, T, 4C) activations).
+    Saving s (not tanh u) makes the backward 9 passes instead of 12. tanh, not the
+    equivalent x / (1 + exp(-2u)): numpy's float32 tanh is faster than its exp here
+    (0.15 against 0.21 ms on 393k floats) and never overflows."""
     def forward(self, x):
         xp = _xp(x)
         self.shape = x.shape
         x = x.reshape(-1)              # 0-d arrays would turn into numpy scalars, which have no out=
-        th = x * x
-        th *= _C * _K
-        th += _C
-        th *= x                        # u
-        xp.tanh(th, out=th)
-        out = th + 1.0
-        out *= x
-        out *= 0.5
-        self.x, self.th = x, th
-        return out.reshape(self.shape)
+        s = x * x
+        s *= _C * _K
+        s += _C
+        s *= x                         # u
+        xp.tanh(s, out=s)
+        s *= 0.5
+        s += 0.5                       # s = 0.5 (1 + tanh u)
+        self.x, self.s = x, s
+        return (x * s).reshape(self.shape)
 
     def backward(self, g):
         xp = _xp(g)
-        x, th = self.x, self.th
+        x, s = self.x, self.s
         d = x * x
-        d *= 3.0 * _C * _K
-        d += _C
-        d *= x
-        d *= 0.5                       # 0.5 x c (1 + 3 k x^2)
-        s = th * th
-        xp.subtract(1.0, s, out=s)     # 1 - tanh^2 u
+        d *= 6.0 * _C * _K
+        d += 2.0 * _C
+        d *= x                         # 2 x u'
+        q = xp.subtract(1.0, s)        # 1 - s
+        d *= q
+        d += 1.0
         d *= s
-        xp.add(th, 1.0, out=s)
-        s *= 0.5                       # 0.5 (1 + tanh u)
-        d += s
         d *= g.reshape(-1)
         return d.reshape(self.shape)
 
@@ -319,54 +327,142 @@ class Linear(Function):
 
 
 # ================================================================ attention
+# How the attention ops lay out the scores. They work on the TRANSPOSED scores S^T = k q^T
+# (keys down, queries across). The forward computes them key-major: for a batch (..., H) of
+# score matrices (H = heads), S^T lives in memory as (..., Tk, H, Tq) and the matmul writes it
+# through the strided view (..., H, Tk, Tq), at full BLAS speed. Softmax reduces over the keys,
+# which is then axis -3: the max is an elementwise pass over H*Tq contiguous floats at a time,
+# the per-query sum one BLAS vector-matrix product, and broadcasting them back runs over long
+# rows too. (numpy's reductions along 64-long rows pay ~40 ns of loop overhead per row: at
+# GPT's (12, 4, 64, 64) the row max took 0.12 ms, the key-major one 0.04 ms.) The final
+# division writes P^T into a plain contiguous (..., H, Tk, Tq) array, which the backward's
+# products and elementwise passes read faster than the key-major buffer (1.17 against 1.32 ms
+# per backward inside a training step).
+_bias_cache: dict = {}
+
+
+def _scores_buffer(xp, batch, tk, tq, dtype):
+    """An uninitialised S^T for a batch of `batch` (..., H) score matrices: returns
+    (mem, view), mem the (..., Tk, H, Tq) array, view the logical (..., H, Tk, Tq) view of it."""
+    h = batch[-1] if batch else 1
+    mem = xp.empty(tuple(batch[:-1]) + (tk, h, tq), dtype=dtype)
+    return mem, mem.swapaxes(-3, -2).reshape(tuple(batch) + (tk, tq))
+
+
+def _key_sum(mem):
+    """sum over the keys (axis -3) of a (..., Tk, H, Tq) buffer, keepdims: (..., 1, H, Tq).
+    One BLAS vector-matrix product: ones(Tk) @ (..., Tk, H*Tq)."""
+    tk, h, tq = mem.shape[-3:]
+    tot = _xp(mem).ones(tk, dtype=mem.dtype) @ mem.reshape(mem.shape[:-3] + (tk, h * tq))
+    return tot.reshape(mem.shape[:-3] + (1, h, tq))
+
+
+def _neg_inf_bias(drop_mask, h, dtype):
+    """The additive form of a 2-D bool mask (Tq, Tk) in the key-major layout: a (Tk, H, Tq)
+    array of `dtype`, 0 where a score is kept and -inf where `drop_mask` is True.
+
+    Adding it before the max and exp masks the scores in one plain pass (0.02 ms at GPT's
+    shapes, against 0.06 ms for `copyto(-inf, where=mask)`), and exp(-inf) = 0 leaves the masked
+    entries exactly zero. (Multiplying exp by a 0/1 mask afterwards would be no cheaper and
+    unsafe: a masked score far above the max of the kept ones overflows exp, and 0 * inf is NaN.)
+    Cached per mask object: the causal masks are themselves cached, so a training step builds
+    this once. The cache holds the mask, so its id cannot be reused while the entry lives."""
+    key = (id(drop_mask), h, np.dtype(dtype).str)
+    hit = _bias_cache.get(key)
+    if hit is not None and hit[0] is drop_mask:
+        return hit[1]
+    xp, dtype = _xp(drop_mask), np.dtype(dtype)
+    shape = (drop_mask.shape[1], h, drop_mask.shape[0])
+    bias = xp.ascontiguousarray(xp.where(xp.broadcast_to(drop_mask.T[:, None, :], shape),
+                                         dtype.type(-np.inf), dtype.type(0)))
+    if len(_bias_cache) >= 32:
+        _bias_cache.clear()
+    _bias_cache[key] = (drop_mask, bias)
+    return bias
+
+
+def _key_major_view(a):
+    """A (..., H, Tk, Tq) array seen in the key-major shape (..., Tk, H, Tq) (H = 1 when 2-D)."""
+    return a[:, None, :] if a.ndim == 2 else a.swapaxes(-3, -2)
+
+
+def _softmax_keys(mem, out):
+    """Softmax over the keys of a key-major S^T buffer `mem` (..., Tk, H, Tq), which it
+    overwrites; the result goes to `out`, an array or view of mem's shape. Each query
+    is shifted by its own max first, so any finite logits are safe (e.g. +-1000: the largest
+    entry becomes exp(0) = 1). A query whose every score is -inf (it may attend to nothing)
+    gets all zeros, not NaN: its max is clamped to the lowest finite float, so the scores stay
+    -inf and exp gives 0, and its zero sum divides by 1."""
+    xp = _xp(mem)
+    m = mem.max(axis=-3, keepdims=True)
+    xp.maximum(m, np.finfo(mem.dtype).min, out=m)
+    mem -= m
+    xp.exp(mem, out=mem)
+    tot = _key_sum(mem)
+    tot += tot == 0
+    return xp.divide(mem, tot, out=out)
+
+
 def _attention_forward(ctx, q, k, v, add_mask, drop_mask, scale, dropout_p, out=None):
-    """y = dropout(softmax(q k^T * scale + mask)) v; saves P (and the dropout mask) on ctx.
+    """y = dropout(softmax(q k^T * scale + mask)) v; saves P^T (..., Tk, Tq) and the dropout
+    mask (transposed too) on ctx.
 
     `drop_mask`: bool, True where a score is masked out (-inf). `add_mask`: added to the
     scores. Either broadcasts against the scores (..., Tq, Tk)."""
     xp = _xp(q)
-    s = xp.matmul(q, k.swapaxes(-1, -2))             # (..., Tq, Tk), this op's own array
-    s *= scale
+    tq, tk = q.shape[-2], k.shape[-2]
+    batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2],
+                                *(m.shape[:-2] for m in (add_mask, drop_mask) if m is not None))
+    mem, st = _scores_buffer(xp, batch, tk, tq, q.dtype)
+    _matmul(k, q.swapaxes(-1, -2), st)               # S^T
+    mem *= scale
     if add_mask is not None:
-        if np.broadcast_shapes(s.shape, add_mask.shape) == s.shape:
-            s += add_mask
-        else:
-            s = s + add_mask
+        st += add_mask.swapaxes(-1, -2)
     if drop_mask is not None:
-        if np.broadcast_shapes(s.shape, drop_mask.shape) == s.shape:
-            xp.copyto(s, s.dtype.type(-np.inf), where=drop_mask)
+        if drop_mask.ndim == 2:                      # the common case (causal): one cached bias
+            mem += _neg_inf_bias(drop_mask, mem.shape[-2], mem.dtype)
         else:
-            s = xp.where(drop_mask, s.dtype.type(-np.inf), s)
-    p = _softmax(s, inplace=True)
-    ctx.p, ctx.keep = p, None
-    pd = p
+            xp.copyto(st, st.dtype.type(-np.inf), where=drop_mask.swapaxes(-1, -2))
+    pt = xp.empty(tuple(batch) + (tk, tq), dtype=q.dtype)         # P^T, plain layout (see above)
+    _softmax_keys(mem, _key_major_view(pt))
+    ctx.p, ctx.keep = pt, None
+    pdt = pt
     if dropout_p > 0.0:
-        keep = get_rng().random(p.shape, dtype=np.float32) >= dropout_p   # drawn on the CPU: same on every device
-        keep = backend.to_device(keep, backend.device_of(p)).astype(p.dtype)
+        # drawn in (..., Tq, Tk) order, as the composed version draws it, then viewed transposed
+        keep = get_rng().random(tuple(batch) + (tq, tk), dtype=np.float32) >= dropout_p   # on the CPU: same on every device
+        keep = backend.to_device(keep, backend.device_of(pt)).astype(pt.dtype)
         keep *= 1.0 / (1.0 - dropout_p)
-        pd = p * keep
-        ctx.keep = keep
-    ctx.pd = pd
-    return _matmul(pd, v, out)
+        ctx.keep = keep.swapaxes(-1, -2)
+        pdt = pt * ctx.keep
+    ctx.pd = pdt
+    return _matmul(pdt.swapaxes(-1, -2), v, out)
 
 
 def _attention_backward(ctx, g, q, k, v, scale, outs=(None, None, None)):
     """dV = Pd^T dO;  dPd = dO V^T;  dP = dPd * keep;  dS = P * (dP - sum_j dP P) * scale;
-    dQ = dS K;  dK = dS^T Q. Returns (dQ, dK, dV, dS/scale) at the broadcast batch shape."""
+    dQ = dS K;  dK = dS^T Q. Returns (dQ, dK, dV, dS/scale) at the broadcast batch shape
+    (dS/scale only when ctx.need_mask, else None).
+
+    Works on the transposed P^T and dP^T (..., Tk, Tq) (see above): sum_j dP P is a column
+    sum, one BLAS vector-matrix product. (Taking it as dO . y instead, FlashAttention's
+    identity, measured slower here: P must be read for dS anyway.)"""
     xp = _xp(g)
-    p = ctx.p
-    dv = _matmul(ctx.pd.swapaxes(-1, -2), g, outs[2])
-    ds = xp.matmul(g, v.swapaxes(-1, -2))            # dP, then dS in place
+    pt = ctx.p
+    dv = _matmul(ctx.pd, g, outs[2])
+    dst = xp.matmul(v, g.swapaxes(-1, -2))          # dPd^T (..., Tk, Tq), then dS^T in place
     if ctx.keep is not None:
-        ds *= ctx.keep
-    ds -= _rowdot(ds, p)
-    ds *= p
-    dmask = ds
+        dst *= ctx.keep
+    pdp = dst * pt                                   # P * dP
+    col_sum = xp.ones((1, pdp.shape[-2]), dtype=pdp.dtype) @ pdp      # sum_j P dP, (..., 1, Tq)
+    xp.multiply(pt, col_sum, out=dst)
+    xp.subtract(pdp, dst, out=dst)                   # dS^T = P * (dP - sum_j P dP)
+    dmask = None
+    if ctx.need_mask:
+        dmask = (dst.copy() if scale != 1.0 else dst).swapaxes(-1, -2)
     if scale != 1.0:
-        dmask = ds.copy() if ctx.need_mask else None
-        ds *= scale
-    dq = _matmul(ds, k, outs[0])
-    dk = _matmul(ds.swapaxes(-1, -2), q, outs[1])
+        dst *= scale
+    dq = _matmul(dst.swapaxes(-1, -2), k, outs[0])
+    dk = _matmul(dst, q, outs[1])
     return dq, dk, dv, dmask
 
 

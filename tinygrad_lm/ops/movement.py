@@ -56,16 +56,9 @@ class Slice(Function):
         return grad
 
 
-class Index(Function):
-    """z = a[index] with integer-array indices;  the gradient is scatter-added back, so an
-    element picked k times receives the sum of its k gradients."""
-    def forward(self, a, index):
-        self.shape, self.index = a.shape, index
-        try:
-            return a[index]
-        except IndexError as e:
-            raise IndexError(f"getitem: {e} (tensor shape {a.shape}, index {_show(index)})") from None
-
+class Index(Slice):
+    """z = a[index] with integer-array indices (the forward is Slice's);  the gradient is
+    scatter-added back, so an element picked k times receives the sum of its k gradients."""
     def backward(self, g):
         grad = _xp(g).zeros(self.shape, dtype=g.dtype)
         backend.scatter_add(grad, self.index, g)

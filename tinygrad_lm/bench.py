@@ -330,17 +330,15 @@ def _op_flops(op, n):
     return None, None
 
 
-def _make_ours(op, n, device, rng):
-    from .nn import functional as F
+def _build(op, n, rng, F, leaf, const, adamw):
+    """The op's forward as a closure, written once for both engines: `F` is
+    tinygrad_lm.nn.functional or torch.nn.functional (same names and signatures), `leaf` /
+    `const` make an input with / without gradient, `adamw` is the optimizer class.
+    Returns a finished _Case for the AdamW update, else (ts, fn, shape, elements)."""
     data, shape, elements = _inputs(op, n, rng)
-    leaf = lambda a: Tensor(a, device=device, requires_grad=True)  # noqa: E731
-    const = lambda a: Tensor(a, device=device)  # noqa: E731
-    xp = backend.xp_for(device)
     if op == "adamw":
-        from .optim import AdamW
-        p = leaf(data["p"])
-        g = const(data["g"])
-        opt = AdamW([p], lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+        p, g = leaf(data["p"]), const(data["g"])
+        opt = adamw([p], lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
 
         def step():
             p.grad = g
@@ -368,67 +366,48 @@ def _make_ours(op, n, device, rng):
     elif op == "embedding":
         w, idx = leaf(data["w"]), const(data["idx"])
         ts, fn = [w], lambda: F.embedding(idx, w)
-    out_shape = fn().shape
-    with backend.use_device(device):
-        g = xp.asarray(np.random.default_rng(1).standard_normal(out_shape, dtype=np.float32)) if out_shape else None
+    return ts, fn, shape, elements
 
-    def bwd(out):
-        out.backward(None if g is None else Tensor._wrap(g))
+
+def _finish(op, n, built, out_grad, backward):
+    """A _Case from _build's closure: `out_grad(shape)` makes the fixed output gradient (None
+    for a scalar output) and `backward(out, g)` runs the engine's backward."""
+    if isinstance(built, _Case):
+        return built
+    ts, fn, shape, elements = built
+    g = out_grad(tuple(fn().shape))
 
     def reset():
         for t in ts:
             t.grad = None
-    return _Case(shape, elements, fn, bwd, reset, _op_flops(op, n))
+    return _Case(shape, elements, fn, lambda out: backward(out, g), reset, _op_flops(op, n))
+
+
+def _make_ours(op, n, device, rng):
+    from .nn import functional as F
+    from .optim import AdamW
+    built = _build(op, n, rng, F, lambda a: Tensor(a, device=device, requires_grad=True),
+                   lambda a: Tensor(a, device=device), AdamW)
+    xp = backend.xp_for(device)
+
+    def out_grad(shape):
+        if not shape:
+            return None
+        with backend.use_device(device):
+            return Tensor._wrap(xp.asarray(np.random.default_rng(1).standard_normal(shape, dtype=np.float32)))
+    return _finish(op, n, built, out_grad, lambda out, g: out.backward(g))
 
 
 def _make_torch(op, n, tdev, rng, torch):
     import torch.nn.functional as TF
-    data, shape, elements = _inputs(op, n, rng)
-    leaf = lambda a: torch.tensor(a, device=tdev, requires_grad=True)  # noqa: E731
-    const = lambda a: torch.tensor(a, device=tdev)  # noqa: E731
-    if op == "adamw":
-        p = leaf(data["p"])
-        g = const(data["g"])
-        opt = torch.optim.AdamW([p], lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    built = _build(op, n, rng, TF, lambda a: torch.tensor(a, device=tdev, requires_grad=True),
+                   lambda a: torch.tensor(a, device=tdev), torch.optim.AdamW)
 
-        def step():
-            p.grad = g
-            opt.step()
-            return p
-        return _Case(shape, elements, step, passes=("step",))
-    if op == "matmul":
-        a, b = leaf(data["a"]), leaf(data["b"])
-        ts, fn = [a, b], lambda: a @ b
-    elif op == "softmax":
-        x = leaf(data["x"])
-        ts, fn = [x], lambda: torch.softmax(x, -1)
-    elif op == "gelu":
-        x = leaf(data["x"])
-        ts, fn = [x], lambda: TF.gelu(x, approximate="tanh")
-    elif op == "layer_norm":
-        x, w, b = leaf(data["x"]), leaf(data["w"]), leaf(data["b"])
-        ts, fn = [x, w, b], lambda: TF.layer_norm(x, (n,), w, b)
-    elif op == "cross_entropy":
-        x, y = leaf(data["x"]), const(data["y"])
-        ts, fn = [x], lambda: TF.cross_entropy(x, y)
-    elif op == "attention":
-        q, k, v = leaf(data["q"]), leaf(data["k"]), leaf(data["v"])
-        ts, fn = [q, k, v], lambda: TF.scaled_dot_product_attention(q, k, v, is_causal=True)
-    elif op == "embedding":
-        w, idx = leaf(data["w"]), const(data["idx"])
-        ts, fn = [w], lambda: TF.embedding(idx, w)
+    def out_grad(shape):
+        return torch.tensor(np.random.default_rng(1).standard_normal(shape, dtype=np.float32), device=tdev) \
+            if shape else None
     with torch.no_grad():
-        out_shape = fn().shape
-    g = torch.tensor(np.random.default_rng(1).standard_normal(tuple(out_shape), dtype=np.float32), device=tdev) \
-        if len(out_shape) else None
-
-    def bwd(out):
-        out.backward(g)
-
-    def reset():
-        for t in ts:
-            t.grad = None
-    return _Case(shape, elements, fn, bwd, reset, _op_flops(op, n))
+        return _finish(op, n, built, out_grad, lambda out, g: out.backward(g))
 
 
 def _time_case(case, sync, s: _Settings, budget_s: float):

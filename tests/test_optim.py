@@ -193,3 +193,19 @@ def test_clip_grad_norm_scales_all_grads_together():
     ps[0].grad = Tensor(np.array([-7.0, 1.0, 0.0]))
     assert clip_grad_norm_(ps, 100.0, norm_type=float("inf")) == 7.0
     assert clip_grad_norm_([nn.Parameter(np.ones(2))], 1.0) == 0.0  # no grads
+
+
+def test_clip_grad_norm_accepts_a_generator_like_model_parameters():
+    # model.parameters() is a generator: clipping must still scale the gradients (it once
+    # computed the norm from the generator and then found nothing left to scale)
+    model = nn.Linear(3, 2)
+    for p in model.parameters():
+        p.grad = Tensor(np.full(p.shape, 10.0, dtype=np.float32))
+    norm = clip_grad_norm_(model.parameters(), 1.0)
+    assert norm == pytest.approx(10.0 * math.sqrt(8), rel=1e-6)
+    total = math.sqrt(sum(float((p.grad.data.astype(np.float64) ** 2).sum()) for p in model.parameters()))
+    assert total == pytest.approx(1.0, rel=1e-5)
+    ps = params((2,))
+    ps[0].grad = Tensor(np.array([3.0, 4.0]))
+    clip_grad_norm_((p for p in ps), 1.0)
+    np.testing.assert_allclose(ps[0].grad.data, [0.6, 0.8], rtol=1e-5)

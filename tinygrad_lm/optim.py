@@ -243,8 +243,8 @@ def get_lr(it: int, warmup_iters: int, lr_decay_iters: int, lr: float, min_lr: f
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> float:
     """Scale all gradients together so their joint `norm_type` norm is at most `max_norm`
     (coefficient max_norm / (norm + 1e-6), as PyTorch). Returns the norm before clipping."""
-    if isinstance(parameters, Tensor):
-        parameters = [parameters]
+    # a list first: model.parameters() is a generator, and it is walked twice (norm, then scale)
+    parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad.data for p in parameters if p.grad is not None]
     if not grads:
         return 0.0

@@ -5,7 +5,8 @@ Our own code, in the shape of nanoGPT's model.py, with exactly the architecture 
 
 * token + position embeddings, pre-LayerNorm blocks (attention, then a 4x MLP), a final
   LayerNorm, and an lm_head tied to the token embedding (`lm_head.weight is wte.weight`);
-* GELU with the tanh approximation (`approximate="tanh"`; nanoGPT itself uses the exact erf);
+* GELU with the tanh approximation by default (`gelu="tanh"`; `gelu="none"` is the exact erf
+  form nanoGPT uses, matching `GPTConfig(gelu_approximate="none")`);
 * optional biases in Linear and LayerNorm (`bias`), LayerNorm eps 1e-5;
 * causal self-attention written out (q @ k^T / sqrt(d), masked_fill, softmax, @ v), or,
   with `attn="sdpa"`, `F.scaled_dot_product_attention(is_causal=True)` (PyTorch's fused
@@ -91,23 +92,24 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: TorchGPTConfig):
+    def __init__(self, cfg: TorchGPTConfig, gelu: str = "tanh"):
         super().__init__()
+        self.gelu = gelu
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.gelu)))
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: TorchGPTConfig, attn: str = "explicit"):
+    def __init__(self, cfg: TorchGPTConfig, attn: str = "explicit", gelu: str = "tanh"):
         super().__init__()
         self.ln_1 = LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg, attn)
         self.ln_2 = LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.mlp = MLP(cfg)
+        self.mlp = MLP(cfg, gelu)
 
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
@@ -115,14 +117,14 @@ class Block(nn.Module):
 
 
 class TorchGPT(nn.Module):
-    def __init__(self, cfg: TorchGPTConfig, attn: str = "explicit"):
+    def __init__(self, cfg: TorchGPTConfig, attn: str = "explicit", gelu: str = "tanh"):
         super().__init__()
         self.config = cfg
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
             wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
             drop=nn.Dropout(cfg.dropout),
-            h=nn.ModuleList([Block(cfg, attn) for _ in range(cfg.n_layer)]),
+            h=nn.ModuleList([Block(cfg, attn, gelu) for _ in range(cfg.n_layer)]),
             ln_f=LayerNorm(cfg.n_embd, bias=cfg.bias),
         ))
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)

@@ -307,6 +307,24 @@ def test_erf_without_scipy_matches_math_erf(monkeypatch):
     assert backend.erf(x.astype(np.float32)).dtype == np.float32
 
 
+def test_erf_float32_path_without_scipy_is_float32_accurate(monkeypatch):
+    # float32 inputs take the fast Chebyshev erfc fit: absolute error below 5e-7 (a few float32
+    # ulps of 1; erf(x) = 1 - erfc(x) is not relatively accurate near 0, which GELU's
+    # Phi = (1 + erf) / 2 does not need)
+    import sys
+    from tinygrad_lm import backend
+    monkeypatch.setitem(sys.modules, "scipy.special", None)
+    x = np.concatenate([np.linspace(-9, 9, 36001), [0.0, -0.0, 1e-30, -1e-30]]).astype(np.float32)
+    ours = backend.erf(x)
+    assert ours.dtype == np.float32 and ours.shape == x.shape
+    ref = np.array([math.erf(float(v)) for v in x])
+    np.testing.assert_allclose(ours.astype(np.float64), ref, rtol=0, atol=5e-7)
+    assert np.all(np.diff(ours[:36001]) >= 0)  # monotone, like erf
+    assert list(backend.erf(np.float32([np.inf, -np.inf]))) == [1.0, -1.0]
+    assert np.isnan(backend.erf(np.float32([np.nan]))[0])
+    assert float(backend.erf(np.array(0.5, dtype=np.float32))) == pytest.approx(math.erf(0.5), abs=1e-7)
+
+
 def test_clamp_gradient_passes_inside_and_at_the_bounds():
     x = tg.tensor([-2.0, -1.0, 0.0, 1.0, 2.0], requires_grad=True)
     y = x.clamp(-1.0, 1.0)

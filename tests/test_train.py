@@ -207,6 +207,27 @@ def test_resume_refuses_a_different_architecture(trained, corpus, capsys):
     assert snapshot(trained) == before
 
 
+def test_exact_gelu_is_a_model_option_saved_with_the_checkpoint(tmp_path, corpus, capsys):
+    import json
+    out = tmp_path / "exact"
+    assert run(["train", "--data", corpus, "--out-dir", out, "--max-iters", "10", "--gelu-approximate", "none", *TINY]) == 0
+    meta = json.loads((out / "ckpt" / "meta.json").read_text())
+    assert meta["config"]["gelu_approximate"] == "none"
+    from tinygrad_lm.train import load_model
+    model = load_model(str(out))[0]
+    assert model.transformer.h[0].mlp.gelu.approximate == "none"
+    before = snapshot(out)
+    bad(["train", "--data", corpus, "--out-dir", out, "--resume", "--max-iters", "20", "--gelu-approximate", "tanh",
+         *TINY], capsys, "--gelu-approximate tanh differs")
+    assert snapshot(out) == before
+    # a checkpoint written before the option existed has no key: it is the tanh model, and resumes
+    del meta["config"]["gelu_approximate"]
+    (out / "ckpt" / "meta.json").write_text(json.dumps(meta))
+    assert run(["train", "--data", corpus, "--out-dir", out, "--resume", "--max-iters", "20", *TINY]) == 0
+    meta = json.loads((out / "ckpt" / "meta.json").read_text())
+    assert meta["config"]["gelu_approximate"] == "tanh" and meta["step"] == 20
+
+
 def test_missing_checkpoint(tmp_path, capsys):
     bad(["sample", "--out-dir", tmp_path / "nothing"], capsys, "nothing")
     bad(["train", "--out-dir", tmp_path / "nothing", "--resume", *TINY], capsys, "no checkpoint")

@@ -189,12 +189,41 @@ def index_add_rows(num_rows: int, index, values):
     return out
 
 
+# erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2), z >= 0: the Chebyshev fit of Numerical
+# Recipes (erfcc), fractional error < 1.2e-7 for every z, i.e. float32 precision.
+_ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
+                -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+
+
+def _erf_float32(x):
+    """erf for float32 (and float16) arrays in ~15 in-place passes. Absolute error < 5e-7 (a few
+    float32 ulps of 1): erf = 1 - erfc is not relatively accurate near 0, which GELU's
+    Phi = (1 + erf) / 2, its only user, does not need."""
+    dt = x.dtype.type
+    z = np.abs(x, out=np.empty(np.shape(x), dtype=x.dtype))  # an array even for 0-d input
+    t = np.multiply(z, dt(0.5), out=np.empty_like(z))
+    t += dt(1)
+    np.reciprocal(t, out=t)
+    acc = np.full_like(z, dt(_ERFC_COEFFS[-1]))
+    for c in _ERFC_COEFFS[-2::-1]:  # Horner, from the highest power of t down to the constant
+        acc *= t
+        acc += dt(c)
+    np.square(z, out=z)
+    acc -= z
+    np.exp(acc, out=acc)
+    acc *= t                        # erfc(|x|)
+    np.subtract(dt(1), acc, out=acc)
+    return np.copysign(acc, x, out=acc)
+
+
 def erf(x):
     """The error function, elementwise, on either backend.
 
-    Uses scipy / cupyx when present. Otherwise: the Maclaurin series for |x| < 1.5 and the
-    continued fraction for erfc beyond, both to about 1e-15 (loops run over series terms,
-    never over elements).
+    Uses scipy / cupyx when present. Otherwise float32 (and float16) inputs go through a
+    Chebyshev fit of erfc (absolute error < 5e-7, ~15 array passes), and float64 through the
+    Maclaurin series for |x| < 1.5 and the continued fraction for erfc beyond, both to about
+    1e-15 (the float64 path is slow: it is there for gradchecks). Loops run over series terms,
+    never over elements.
     """
     xp = array_module(x)
     if xp is not np:
@@ -205,6 +234,8 @@ def erf(x):
         return serf(x).astype(x.dtype, copy=False)
     except ImportError:
         pass
+    if x.dtype.itemsize <= 4:
+        return _erf_float32(x)
     a = np.abs(x.astype(np.float64))
     # The series cancels badly for large |x| and the continued fraction converges slowly for
     # small |x|; switching at 1.5 keeps both at ~1e-15 (relative error of erfc ~3e-15 beyond).

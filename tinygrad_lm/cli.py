@@ -28,6 +28,8 @@ def _add_train(sub):
                       ("seed", int), ("sample-tokens", int)):
         p.add_argument(f"--{name}", type=typ)
     p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None, help="biases in Linear and LayerNorm")
+    p.add_argument("--gelu-approximate", choices=["tanh", "none"],
+                   help="the MLP's GELU: tanh (default; GPT-2's) or none (exact erf, as nanoGPT's nn.GELU())")
     p.add_argument("--device", help="cpu (default), cuda or cuda:N")
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--out-dir", help="where checkpoints, loss.csv and loss.png go (default: out)")

@@ -26,7 +26,8 @@ from .data import (DataError, builtin_corpus, build_tokenizer, get_batch, iter_e
                    tokenizer_from_dict, train_val_split, CORPUS_NAME)
 from .tensor import Tensor, no_grad
 
-MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "gelu_approximate")
+_MODEL_KEY_DEFAULTS = {"gelu_approximate": "tanh"}  # for checkpoints written before the key existed
 
 
 @dataclass
@@ -42,6 +43,7 @@ class TrainConfig:
     block_size: int = 64
     dropout: float = 0.0
     bias: bool = False
+    gelu_approximate: str = "tanh"   # tanh (GPT-2's gelu_new) | none (exact erf, nanoGPT's nn.GELU())
     # optimisation
     batch_size: int = 12
     lr: float = 1e-3
@@ -81,6 +83,7 @@ class TrainConfig:
         need(self.eval_interval >= 1 and self.eval_iters >= 1, "--eval-interval and --eval-iters must be >= 1")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"--beta1/--beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
         need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 disables), got {self.grad_clip}")
+        need(self.gelu_approximate in ("tanh", "none"), f"--gelu-approximate must be tanh or none, got {self.gelu_approximate!r}")
         need(self.tokenizer in ("char", "bpe"), f"--tokenizer must be char or bpe, got {self.tokenizer!r}")
         need(self.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {self.dtype!r}")
         if self.tokenizer == "bpe":
@@ -307,10 +310,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
         arrays, optim_arrays, meta = load_checkpoint(cfg.out_dir)
         tok = tokenizer_from_dict(meta["tokenizer"])
         for k in MODEL_KEYS:  # the architecture comes from the checkpoint
-            if k in cfg.explicit and getattr(cfg, k) != meta["config"][k]:
+            saved = meta["config"].get(k, _MODEL_KEY_DEFAULTS.get(k))
+            if k in cfg.explicit and getattr(cfg, k) != saved:
                 raise ValueError(f"--resume: --{k.replace('_', '-')} {getattr(cfg, k)} differs from the checkpoint's "
-                                 f"{meta['config'][k]} (the architecture of a resumed run comes from its checkpoint)")
-            setattr(cfg, k, meta["config"][k])
+                                 f"{saved} (the architecture of a resumed run comes from its checkpoint)")
+            setattr(cfg, k, saved)
         train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
         model = build_model(meta["config"], "cpu", meta.get("dtype", cfg.dtype))
         model.load_state_dict({k: Tensor(v) for k, v in arrays.items()})

@@ -14,8 +14,9 @@ Hugging Face GPT-2 (up to the transposed Conv1D weights of the latter), so check
 be exchanged with PyTorch.
 
 Notes and deviations:
-* GELU is the tanh approximation (GPT-2's original `gelu_new`); nanoGPT's nn.GELU() is the
-  exact erf form. The two differ by < 1e-3 per activation.
+* GELU is the tanh approximation by default (GPT-2's original `gelu_new`, one fused op);
+  `GPTConfig(gelu_approximate="none")` (`tinygrad-lm train --gelu-approximate none`) is the
+  exact erf form of nanoGPT's nn.GELU(). The two differ by < 1e-3 per activation.
 * Tied weights: `lm_head.weight` and `transformer.wte.weight` are one Parameter object.
   `named_parameters()` / `parameters()` yield it once, as 'transformer.wte.weight' (PyTorch
   does the same); `state_dict()` has both names, as PyTorch's does.
@@ -49,6 +50,7 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # biases in Linears and LayerNorms, like GPT-2; False is a bit better and faster
+    gelu_approximate: str = "tanh"  # the MLP's GELU: "tanh" (GPT-2's gelu_new) or "none" (exact erf, nanoGPT's nn.GELU())
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -56,6 +58,8 @@ class GPTConfig:
         for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, k) <= 0:
                 raise ValueError(f"GPTConfig: {k} must be positive, got {getattr(self, k)}")
+        if self.gelu_approximate not in ("none", "tanh"):
+            raise ValueError(f"GPTConfig: gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}")
 
 
 class CausalSelfAttention(Module):
@@ -99,7 +103,7 @@ class MLP(Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = GELU(approximate="tanh")
+        self.gelu = GELU(approximate=config.gelu_approximate)
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = Dropout(config.dropout)
 

@@ -20,6 +20,9 @@ training steps.
 
 `--gelu none` trains both with the exact (erf) GELU, as nanoGPT does; the default is the
 tanh approximation, which is tinygrad_lm's GPT default.
+
+The times it prints are indicative only: both engines run in one process and their thread
+pools compete for the same cores. Time the step with `benchmarks/model_step.py`.
 """
 from __future__ import annotations
 

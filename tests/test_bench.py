@@ -137,3 +137,28 @@ def test_quick_gpu(tmp_path):
     assert any(r["device"].startswith("cuda") for r in rows)
     for r in rows:
         _num(r["ms_median"])
+
+
+def test_eval_noise_script_reports_the_spread_of_a_few_batch_estimate(tmp_path, capsys):
+    import os
+    import runpy
+    import sys
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat. the dog sat on the log. " * 40, encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(corpus), "--out-dir", str(out), "--max-iters", "20", "--n-layer", "1",
+                 "--n-head", "2", "--n-embd", "16", "--block-size", "8", "--batch-size", "4", "--eval-iters", "2",
+                 "--no-progress", "--sample-tokens", "0"]) == 0
+    capsys.readouterr()
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "eval_noise.py")
+    argv = sys.argv
+    sys.argv = [script, "--out-dir", str(out), "--batches", "40", "--eval-iters", "5"]
+    try:
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(script, run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "whole val split" in text and "an estimate from 5 batches: sd" in text
+    assert "8 disjoint 5-batch estimates" in text

@@ -119,6 +119,19 @@ def test_whole_gpt_gradcheck(bias, impl):
     assert all(p.dtype == np.float64 for p in model.parameters())
 
 
+@pytest.mark.parametrize("impl", ["fused", "composed"])
+def test_whole_gpt_gradcheck_with_exact_gelu(impl):
+    model = roughen(tiny(gelu_approximate="none"))
+    assert model.transformer.h[0].mlp.gelu.approximate == "none"
+    idx, tgt = batch(2)
+    with F.use_fused(impl == "fused"):
+        report = gradcheck(lambda *ps: model(idx, tgt)[1], dict(model.named_parameters()), mode="auto",
+                           max_elements=12, n_directions=2, atol=1e-8, rtol=1e-5)
+    assert report.passed and len(report.inputs) == 28
+    with pytest.raises(ValueError, match="gelu_approximate must be 'none' or 'tanh'"):
+        GPTConfig(gelu_approximate="exact")
+
+
 def test_fused_and_composed_models_agree_on_loss_and_every_gradient():
     model = roughen(tiny())
     idx, tgt = batch()

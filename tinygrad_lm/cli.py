@@ -193,19 +193,68 @@ def cmd_gradcheck(a):
 
 
 def _add_bench(sub):
-    p = sub.add_parser("bench", help="op-level and model-level benchmarks (numpy vs cupy vs PyTorch)")
+    p = sub.add_parser("bench", help="op-level and model-level benchmarks (numpy vs cupy vs PyTorch)",
+                       description="Benchmarks: the op sweep (--what ops), one GPT training step against PyTorch "
+                                   "(--what model; --profile: where its time goes), both (all, the default), or the "
+                                   "per-op Python overhead against bare numpy (--what overhead).")
     p.add_argument("--quick", action="store_true", help="a ~30 s smoke run")
-    p.add_argument("--what", choices=["ops", "model", "all"], default="all")
+    p.add_argument("--what", choices=["ops", "model", "all", "overhead"], default="all")
     p.add_argument("--config", nargs="+", default=None, help="model configs: cpu, gpu")
     p.add_argument("--device", nargs="+", default=None, help="devices to run (default: cpu, and cuda when available)")
     p.add_argument("--out-dir", default="bench_out", help="where the CSV and PNG go")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--ops", nargs="+", default=None, help="only these ops (--what ops, all or overhead)")
+    p.add_argument("--threads", type=int, help="numpy's BLAS threads and torch.set_num_threads "
+                   "(default: BLAS's own; needs threadpoolctl)")
+    g = p.add_argument_group("model step (--what model or all)")
+    g.add_argument("--budget", type=float, help="seconds of timed steps per config, all implementations (default 90)")
+    g.add_argument("--warmup", type=int, help="warm-up steps per implementation (default 5)")
+    g.add_argument("--block", type=int, help="timed steps per turn of each implementation (default 5; "
+                   "each turn starts with untimed steps)")
+    g.add_argument("--composed", action="store_true", help="also time ours with the composed ops "
+                   "(F.use_fused(False)): what the fused ops buy")
+    g = p.add_argument_group("profile (--what model --profile)")
+    g.add_argument("--profile", action="store_true", help="instead of timing against PyTorch: where our step's "
+                   "time goes (phases, time per op)")
+    g.add_argument("--profile-steps", type=int, help="steps per measurement (default 30)")
+    g.add_argument("--cprofile", action="store_true", help="also print the cProfile listings")
+    g.add_argument("--torch-profile", action="store_true", help="also torch.profiler's table of PyTorch's step")
+    g = p.add_argument_group("per-op overhead (--what overhead)")
+    g.add_argument("--sizes", nargs="+", choices=["tiny", "small", "medium"],
+                   help="1x1, 64x64, 1024x1024 (default: all three)")
+    g.add_argument("--clock", choices=["wall", "process"], help="wall: time.perf_counter (default); process: "
+                   "this process's CPU time, which other jobs on a busy machine disturb far less")
+    g.add_argument("--rounds", type=int, help="timing rounds per figure, the median reported (default 7)")
     p.set_defaults(func=cmd_bench)
 
 
+# bench flags that apply to some modes only (mode: --what, or "profile" for --what model --profile)
+_BENCH_FLAG_MODES = {
+    "budget": ("model", "all"), "warmup": ("model", "all"), "block": ("model", "all"), "composed": ("model", "all"),
+    "profile_steps": ("profile",), "cprofile": ("profile",), "torch_profile": ("profile",),
+    "sizes": ("overhead",), "clock": ("overhead",), "rounds": ("overhead",),
+    "config": ("ops", "model", "all", "profile"), "device": ("ops", "model", "all", "profile"),
+}
+
+
 def cmd_bench(a):
-    from .bench import run_bench
-    return run_bench(a)
+    from . import bench
+    if a.profile and a.what != "model":
+        raise ValueError("--profile applies to --what model only")
+    mode = "profile" if a.profile else a.what
+    for flag, modes in _BENCH_FLAG_MODES.items():
+        if getattr(a, flag) not in (None, False) and mode not in modes:
+            need = " or ".join("--what model --profile" if m == "profile" else f"--what {m}" for m in modes)
+            raise ValueError(f"--{flag.replace('_', '-')} applies to {need} only")
+    if mode == "overhead":
+        return bench.run_overhead(ops=a.ops, sizes=a.sizes, clock=a.clock, rounds=a.rounds, quick=a.quick,
+                                  threads=a.threads, no_torch=a.no_torch, out_dir=a.out_dir)
+    if mode == "profile":
+        return bench.run_profile(configs=a.config, devices=a.device, steps=a.profile_steps, cprofile=a.cprofile,
+                                 torch_profile=a.torch_profile, threads=a.threads, quick=a.quick)
+    return bench.run_bench(what=a.what, quick=a.quick, configs=a.config, devices=a.device, out_dir=a.out_dir,
+                           no_torch=a.no_torch, ops=a.ops, threads=a.threads, budget=a.budget, warmup=a.warmup,
+                           block=a.block, composed=a.composed)
 
 
 def _add_graph(sub):

@@ -106,6 +106,83 @@ def test_bad_config_and_device(tmp_path, capsys):
         assert "no usable CUDA GPU" in capsys.readouterr().err
 
 
+def test_quick_model_composed_starts_from_the_same_weights(tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main(["bench", "--quick", "--what", "model", "--config", "cpu", "--device", "cpu", "--no-torch", "--composed",
+                 "--out-dir", str(out)]) == 0
+    _, rows = _read(out / "model.csv")
+    assert [r["impl"] for r in rows] == ["ours", "ours_composed"]
+    # same weights, same batch: the fused and composed ops give the same first loss to float32 rounding
+    assert _num(rows[1]["loss_first"]) == pytest.approx(_num(rows[0]["loss_first"]), rel=1e-5)
+    assert _num(rows[1]["ours_over_this"]) > 0
+
+
+def test_quick_overhead(tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main(["bench", "--quick", "--what", "overhead", "--ops", "add", "matmul", "--out-dir", str(out)]) == 0
+    fields, rows = _read(out / "overhead.csv")
+    assert fields == bench.OVERHEAD_FIELDS
+    assert [(r["op"], r["size"]) for r in rows] == [("add", "tiny"), ("add", "small"), ("matmul", "tiny"),
+                                                   ("matmul", "small")]
+    for r in rows:
+        assert _num(r["numpy_us"]) > 0 and _num(r["ours_us"]) > 0
+        assert (r["torch_us"] != "") == _has_torch()
+    text = capsys.readouterr().out
+    assert "Per-op overhead (tiny, 1 element)" in text and "| add | tiny 1x1 |" in text
+
+
+def test_profile_times_every_phase_and_the_ops_inside_them():
+    p = bench.profile_model_step(config="cpu", steps=2, warmup=1)
+    assert set(p["phase_median_s"]) == {"forward", "backward", "clip_grad_norm_", "adamw_step", "zero_grad"}
+    assert all(v > 0 for v in p["phase_median_s"].values())
+    assert sum(p["op_calls"].values()) > 20  # 4 blocks of attention, MLP and layer norms
+    # the time inside the ops is part of the phase that ran them
+    ob = p["observed_phase_median_s"]
+    assert 0 < sum(p["op_fwd_s"].values()) <= ob["forward"]
+    assert 0 < sum(p["op_bwd_s"].values()) <= ob["backward"]
+    text = bench.format_profile(p)
+    assert "phase shares" in text and "(outside ops" in text and "cProfile" not in text
+
+
+def test_quick_profile_command(capsys):
+    assert main(["bench", "--quick", "--what", "model", "--profile", "--profile-steps", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "profile of our cpu training step on cpu" in text and "calls/step" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--what", "ops", "--profile"], "--profile: only with --what model"),
+    (["--what", "model", "--sizes", "tiny"], "--sizes: only with --what overhead"),
+    (["--what", "overhead", "--device", "cpu"], "--device: only with --what ops, model or all"),
+    (["--what", "model", "--profile", "--composed"], "--composed: only with --what model or all"),
+    (["--what", "model", "--cprofile"], "--cprofile: only with --what model --profile"),
+    (["--what", "model", "--budget", "0"], "--budget must be > 0"),
+    (["--what", "model", "--block", "0"], "--block must be >= 1"),
+    (["--what", "overhead", "--ops", "nope"], "--ops: unknown value nope"),
+])
+def test_bad_bench_flags_name_the_flag(tmp_path, capsys, argv, message):
+    assert main(["bench", "--quick", "--out-dir", str(tmp_path)] + argv) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_model_configs_come_from_the_training_presets():
+    from tinygrad_lm.train import PRESETS
+    for name in ("cpu", "gpu"):
+        cfg = bench.MODEL_CONFIGS[name]
+        for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size"):
+            assert cfg[k] == PRESETS[name][k], (name, k)
+        assert (cfg["vocab_size"], cfg["dropout"], cfg["bias"]) == (65, 0.0, False)
+
+
+def test_importing_the_bench_does_not_import_torch():
+    import subprocess
+    import sys
+    code = "import sys, tinygrad_lm.bench; print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"
+
+
 def test_crossover_logic():
     """The summary and crossover from made-up CPU/GPU rows (no GPU needed)."""
     rows = []

@@ -228,24 +228,26 @@ def _add_bench(sub):
     p.set_defaults(func=cmd_bench)
 
 
-# bench flags that apply to some modes only (mode: --what, or "profile" for --what model --profile)
-_BENCH_FLAG_MODES = {
-    "budget": ("model", "all"), "warmup": ("model", "all"), "block": ("model", "all"), "composed": ("model", "all"),
-    "profile_steps": ("profile",), "cprofile": ("profile",), "torch_profile": ("profile",),
-    "sizes": ("overhead",), "clock": ("overhead",), "rounds": ("overhead",),
-    "config": ("ops", "model", "all", "profile"), "device": ("ops", "model", "all", "profile"),
-}
+# bench flags that apply to some modes only: flag -> (modes, how to say it); the mode is
+# --what, or "profile" for --what model --profile
+_MODEL = (("model", "all"), "--what model or all")
+_PROFILE = (("profile",), "--what model --profile")
+_OVERHEAD = (("overhead",), "--what overhead")
+_NOT_OVERHEAD = (("ops", "model", "all", "profile"), "--what ops, model or all")
+_BENCH_FLAG_MODES = {"budget": _MODEL, "warmup": _MODEL, "block": _MODEL, "composed": _MODEL,
+                     "profile_steps": _PROFILE, "cprofile": _PROFILE, "torch_profile": _PROFILE,
+                     "sizes": _OVERHEAD, "clock": _OVERHEAD, "rounds": _OVERHEAD,
+                     "config": _NOT_OVERHEAD, "device": _NOT_OVERHEAD}
 
 
 def cmd_bench(a):
     from . import bench
     if a.profile and a.what != "model":
-        raise ValueError("--profile applies to --what model only")
+        raise ValueError("--profile: only with --what model")
     mode = "profile" if a.profile else a.what
-    for flag, modes in _BENCH_FLAG_MODES.items():
-        if getattr(a, flag) not in (None, False) and mode not in modes:
-            need = " or ".join("--what model --profile" if m == "profile" else f"--what {m}" for m in modes)
-            raise ValueError(f"--{flag.replace('_', '-')} applies to {need} only")
+    for flag, (modes, where) in _BENCH_FLAG_MODES.items():
+        if vars(a)[flag] not in (None, False) and mode not in modes:
+            raise ValueError(f"--{flag.replace('_', '-')}: only with {where}")
     if mode == "overhead":
         return bench.run_overhead(ops=a.ops, sizes=a.sizes, clock=a.clock, rounds=a.rounds, quick=a.quick,
                                   threads=a.threads, no_torch=a.no_torch, out_dir=a.out_dir)

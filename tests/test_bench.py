@@ -109,7 +109,7 @@ def test_bad_config_and_device(tmp_path, capsys):
 def test_quick_model_composed_starts_from_the_same_weights(tmp_path, capsys):
     out = tmp_path / "b"
     assert main(["bench", "--quick", "--what", "model", "--config", "cpu", "--device", "cpu", "--no-torch", "--composed",
-                 "--out-dir", str(out)]) == 0
+                 "--warmup", "1", "--out-dir", str(out)]) == 0
     _, rows = _read(out / "model.csv")
     assert [r["impl"] for r in rows] == ["ours", "ours_composed"]
     # same weights, same batch: the fused and composed ops give the same first loss to float32 rounding

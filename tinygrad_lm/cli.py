@@ -182,9 +182,8 @@ def cmd_gradcheck(a):
     print(opcheck.format_table(rows))
     ok = all(r["passed"] for r in rows)
     if not a.no_gpt and not a.ops:
-        from .models.gpt import gradcheck_gpt
         for bias in (True, False):
-            report = gradcheck_gpt(bias=bias, seed=a.seed)
+            report = opcheck.gradcheck_gpt(bias=bias, seed=a.seed)
             print(f"\nwhole GPT (float64; 2 layers, 2 heads, 16 dims, block 8, vocab 11, bias={bias}):")
             print(report.table())
             ok = ok and report.passed

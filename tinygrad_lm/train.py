@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import backend
-from .tensor import get_rng_state, manual_seed, set_rng_state
+from .engine import get_rng_state, manual_seed, no_grad, set_rng_state
 from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint, save_checkpoint
 from .data import (DataError, builtin_corpus, build_tokenizer, get_batch, iter_eval_batches, load_text,
                    tokenizer_from_dict, train_val_split, CORPUS_NAME)
-from .tensor import Tensor, no_grad
+from .tensor import Tensor
 
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "gelu_approximate")
 _MODEL_KEY_DEFAULTS = {"gelu_approximate": "tanh"}  # for checkpoints written before the key existed

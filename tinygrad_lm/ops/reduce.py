@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .. import backend
-from ..tensor import Function
+from ..engine import Function
 
 
 def _keep(g, ndim, dim, keepdim):

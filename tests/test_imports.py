@@ -1,0 +1,64 @@
+"""The import rules of the lower layers, read from the source (every import, lazy ones included).
+
+backend <- engine <- ops/ <- tensor.py: each imports only the layers below it, so there is no
+import cycle among them; opcheck/ is a tool above the library, which only the CLI imports.
+"""
+import ast
+import os
+
+import pytest
+
+PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tinygrad_lm")
+
+
+def package_imports(path):
+    """The tinygrad_lm modules a file imports, as dotted names relative to the package
+    ("engine", "ops.fused", "nn.functional"), from `from . import x` and `from .x import y`."""
+    rel = os.path.relpath(path, PKG)
+    here = rel.replace(os.sep, ".")[:-3].split(".")[:-1]  # the file's package, relative to tinygrad_lm
+    if rel.endswith("__init__.py"):
+        here = rel.replace(os.sep, ".").split(".")[:-2]
+    out = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = here[:len(here) - (node.level - 1)] if node.level > 1 else list(here)
+            mod = base + (node.module.split(".") if node.module else [])
+            if node.module:
+                out.add(".".join(mod))
+            else:
+                out.update(".".join(mod + [a.name]) for a in node.names)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            out.update(n[len("tinygrad_lm."):] for n in names if n.startswith("tinygrad_lm."))
+    return out
+
+
+def files(sub=""):
+    root = os.path.join(PKG, sub)
+    return sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".py"))
+
+
+def test_backend_imports_nothing_from_the_package():
+    assert package_imports(os.path.join(PKG, "backend.py")) == set()
+
+
+def test_the_engine_imports_only_the_backend():
+    assert package_imports(os.path.join(PKG, "engine.py")) == {"backend"}
+
+
+@pytest.mark.parametrize("path", files("ops"), ids=os.path.basename)
+def test_ops_import_only_the_engine_the_backend_and_each_other(path):
+    allowed = {"backend", "engine"} | {f"ops.{os.path.basename(p)[:-3]}" for p in files("ops")}
+    assert package_imports(path) <= allowed, f"{path} imports {sorted(package_imports(path) - allowed)}"
+
+
+def test_tensor_imports_the_engine_and_ops_and_only_nn_functional_above():
+    got = package_imports(os.path.join(PKG, "tensor.py"))
+    ops = {f"ops.{os.path.basename(p)[:-3]}" for p in files("ops")} | {"ops"}
+    assert got <= {"backend", "engine", "nn", "nn.functional"} | ops, sorted(got)
+
+
+def test_only_the_cli_imports_opcheck():
+    users = [os.path.relpath(p, PKG) for p in files() if not os.path.relpath(p, PKG).startswith("opcheck")
+             and any(m == "opcheck" or m.startswith("opcheck.") for m in package_imports(p))]
+    assert users == ["cli.py"]

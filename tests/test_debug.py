@@ -57,7 +57,7 @@ def test_trace_has_one_record_per_op_and_backward_visits_every_graph_node(count_
     ran_backward = [r for r in t.records if r.backward_calls]
     assert len(ran_backward) == len(graph_nodes)                      # backward: every node of the graph, once
     assert all(r.backward_calls == 1 and r.grad_norm is not None and r.grad_norm >= 0 for r in ran_backward)
-    assert t.records[-1].op == "SoftmaxCrossEntropy" and t.records[-1].grad_norm == pytest.approx(1.0)
+    assert t.records[-1].op == "FusedSoftmaxCrossEntropy" and t.records[-1].grad_norm == pytest.approx(1.0)
     assert t.records[-1].output_shape == () and t.records[-1].input_shapes == ((16, 11), (16,))
 
 
@@ -103,7 +103,7 @@ def test_trace_records_module_scope_and_shapes():
     model, x, y = _tiny_gpt()
     with trace() as t:
         model(x, y)
-    linears = [r for r in t.records if r.op == "Linear"]
+    linears = [r for r in t.records if r.op == "FusedLinear"]
     assert [r.scope for r in linears] == ["transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj",
                                           "transformer.h.0.mlp.c_fc", "transformer.h.0.mlp.c_proj", "lm_head"]
     c_attn = linears[0]
@@ -290,7 +290,7 @@ def test_record_scopes_keeps_scope_and_grad_norm_of_graph_nodes_only():
         loss.backward()
     assert node_info[loss._ctx].scope == "" and node_info[loss._ctx].grad_norm == pytest.approx(1.0)
     c_attn_out = [n for n in engine.topological_order(loss) if n._ctx is not None and node_info[n._ctx].scope.endswith("c_attn")]
-    assert len(c_attn_out) == 1 and type(c_attn_out[0]._ctx).__name__ == "Linear"
+    assert len(c_attn_out) == 1 and type(c_attn_out[0]._ctx).__name__ == "FusedLinear"
 
 
 # ================================================================ hooks and retain_grad

@@ -523,10 +523,10 @@ def test_use_fused_switch_and_context_manager():
         assert not F.fused_enabled()
         x = Tensor(np.ones((2, 3), np.float32), requires_grad=True)
         assert type(F.softmax(x)._ctx).__name__ == "Div"  # composed: the last op is the division
-        assert type(F.softmax(x, impl="fused")._ctx).__name__ == "Softmax"
+        assert type(F.softmax(x, impl="fused")._ctx).__name__ == "FusedSoftmax"
     finally:
         F.use_fused(True)
-    assert type(F.softmax(Tensor(np.ones(3, np.float32), requires_grad=True))._ctx).__name__ == "Softmax"
+    assert type(F.softmax(Tensor(np.ones(3, np.float32), requires_grad=True))._ctx).__name__ == "FusedSoftmax"
     with pytest.raises(ValueError, match="softmax: impl must be"):
         F.softmax(Tensor(np.ones(3)), impl="fast")
 

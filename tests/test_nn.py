@@ -326,6 +326,6 @@ def test_embedding_and_gelu_layer_gradcheck(rows, dim, seed):
 def test_layers_use_the_fused_switch():
     lin = nn.Linear(3, 2)
     x = Tensor(np.ones((4, 3), np.float32))
-    assert type(lin(x)._ctx).__name__ == "Linear"
+    assert type(lin(x)._ctx).__name__ == "FusedLinear"
     with F.use_fused(False):
         assert type(lin(x)._ctx).__name__ == "Add"

@@ -137,16 +137,16 @@ def np_packed(qkv, n_head):
 _TOL = dict(fwd_rtol=1e-9, fwd_atol=1e-12)
 
 for _spec in [
-    OpSpec("Softmax", sample_rows, lambda x, dim: F.softmax(x, dim, impl="fused"), np_softmax, **_TOL),
-    OpSpec("LogSoftmax", sample_rows, lambda x, dim: F.log_softmax(x, dim, impl="fused"), np_log_softmax, **_TOL),
-    OpSpec("SoftmaxCrossEntropy", sample_ce, call_ce, np_ce, **_TOL),
-    OpSpec("LayerNorm", sample_ln, call_ln, np_ln, **_TOL),
-    OpSpec("GeluTanh", lambda d: Case([d.normal(d.shape(0, 3)) * 2]), lambda x: F.gelu(x, "tanh", impl="fused"),
+    OpSpec("FusedSoftmax", sample_rows, lambda x, dim: F.softmax(x, dim, impl="fused"), np_softmax, **_TOL),
+    OpSpec("FusedLogSoftmax", sample_rows, lambda x, dim: F.log_softmax(x, dim, impl="fused"), np_log_softmax, **_TOL),
+    OpSpec("FusedSoftmaxCrossEntropy", sample_ce, call_ce, np_ce, **_TOL),
+    OpSpec("FusedLayerNorm", sample_ln, call_ln, np_ln, **_TOL),
+    OpSpec("FusedGeluTanh", lambda d: Case([d.normal(d.shape(0, 3)) * 2]), lambda x: F.gelu(x, "tanh", impl="fused"),
            np_gelu_tanh, **_TOL),
-    OpSpec("Linear", sample_linear, lambda x, w, *b: F.linear(x, w, b[0] if b else None, impl="fused"),
+    OpSpec("FusedLinear", sample_linear, lambda x, w, *b: F.linear(x, w, b[0] if b else None, impl="fused"),
            lambda x, w, *b: x @ w.T + (b[0] if b else 0), **_TOL),
-    OpSpec("Attention", sample_attention, call_attention, np_attention, **_TOL),
-    OpSpec("PackedCausalAttention", sample_packed,
+    OpSpec("FusedAttention", sample_attention, call_attention, np_attention, **_TOL),
+    OpSpec("FusedPackedCausalAttention", sample_packed,
            lambda qkv, n_head: F.causal_self_attention(qkv, n_head, impl="fused"), np_packed, **_TOL),
 ]:
     register_spec(_spec)

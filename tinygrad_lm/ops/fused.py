@@ -75,7 +75,7 @@ def _softmax(x, axis=-1, inplace=False):
 
 
 # ================================================================ softmax family
-class Softmax(Function):
+class FusedSoftmax(Function):
     """p_i = e^(x_i - m) / sum_j e^(x_j - m)  (m = max_j x_j, which cancels);
     dL/dx_i = p_i (g_i - sum_j g_j p_j).
 
@@ -93,7 +93,7 @@ class Softmax(Function):
         return out
 
 
-class LogSoftmax(Function):
+class FusedLogSoftmax(Function):
     """y_i = x_i - m - log sum_j e^(x_j - m)  (m = max_j x_j);
     dL/dx_i = g_i - softmax(x)_i sum_j g_j.
 
@@ -117,7 +117,7 @@ class LogSoftmax(Function):
         return g - self.p * tot
 
 
-class SoftmaxCrossEntropy(Function):
+class FusedSoftmaxCrossEntropy(Function):
     """Cross-entropy of logits x (N, C) against integer targets y (N,), with label smoothing
     eps and rows whose target is `ignore_index` left out:
 
@@ -182,7 +182,7 @@ class SoftmaxCrossEntropy(Function):
 
 
 # ================================================================ normalisation
-class LayerNorm(Function):
+class FusedLayerNorm(Function):
     """Over the last D entries (x viewed as (N, D)):
 
         mu = mean(x),  sigma = sqrt(var(x) + eps)  (population variance),  xhat = (x - mu) / sigma
@@ -261,7 +261,7 @@ _C = float(np.sqrt(2.0 / np.pi))
 _K = 0.044715
 
 
-class GeluTanh(Function):
+class FusedGeluTanh(Function):
     """GPT-2's GELU: y = x s,  s = 0.5 (1 + tanh u),  u = c (x + k x^3),  c = sqrt(2/pi), k = 0.044715;
     dy/dx = s + x s' = s (1 + 2 x u' (1 - s)),  since s' = 0.5 (1 - tanh^2 u) u' = 2 s (1 - s) u'
     and 2 x u' = x (2c + 6ck x^2).
@@ -301,7 +301,7 @@ class GeluTanh(Function):
 
 
 # ================================================================ linear
-class Linear(Function):
+class FusedLinear(Function):
     """y = x @ W^T + b,  x (..., in), W (out, in), b (out,).
 
     The batch dims are folded into one 2-D GEMM each way (x2d = x viewed as (N, in),
@@ -466,7 +466,7 @@ def _attention_backward(ctx, g, q, k, v, scale, outs=(None, None, None)):
     return dq, dk, dv, dmask
 
 
-class Attention(Function):
+class FusedAttention(Function):
     """Scaled dot-product attention over (..., T, hs) tensors:
 
         S = q k^T * scale + M,   P = softmax(S) (rows),   Pd = dropout(P),   y = Pd v
@@ -495,12 +495,12 @@ class Attention(Function):
         return grads + ((unbroadcast(dm, self.mshape) if self.need_mask else None),)
 
 
-class PackedCausalAttention(Function):
+class FusedPackedCausalAttention(Function):
     """Causal multi-head self-attention straight from the packed c_attn output:
 
         qkv (B, T, 3C) -> q, k, v (B, nh, T, hs) -> y = causal_attention(q, k, v) -> (B, T, C)
 
-    The math (and the backward) is `Attention`'s with the causal mask. The difference is
+    The math (and the backward) is `FusedAttention`'s with the causal mask. The difference is
     memory traffic: q, k, v are strided views into qkv, the output is written straight in
     (B, T, nh, hs) order, and the backward writes dq, dk, dv straight into one (B, T, 3C)
     gradient, so neither the head split nor the head merge copies anything and no zero-filled

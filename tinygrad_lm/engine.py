@@ -187,7 +187,9 @@ def backward(root, gradient=None, retain_graph: bool = False) -> None:
     `gradient` (an array of root's shape, or None for the seed 1 of a one-element root) is
     the vector of the vector-Jacobian product. The sweep keeps `grads`, tensor -> the sum of
     the gradients that reached it so far (complete when its turn comes, since the order puts
-    it after everything computed from it).
+    it after everything computed from it). Every gradient that leaves an op's backward is
+    made an array of its input's shape and dtype here, whatever the op returned (numpy turns
+    0-d results into numpy scalars).
 
     `shared` holds the ids of gradient arrays that another tensor's gradient may alias (the
     caller's seed, or an op passing its output gradient through, like Add): a leaf copies
@@ -224,19 +226,16 @@ def _sweep(root, seed, shared: set, retain_graph: bool) -> None:
                 if r is not None:
                     if r.shape != t.shape:
                         raise ValueError(f"hook returned a gradient of shape {r.shape} for a tensor of shape {t.shape}")
-                    g = r.data
+                    g = _as_array(r.data).astype(t.data.dtype, copy=False)
                     shared.add(id(g))
         ctx = t._ctx
         if ctx is None:  # a leaf: accumulate into .grad
-            if g.shape != t.data.shape:
-                raise RuntimeError(f"backward: a gradient of shape {g.shape} reached a leaf of shape {t.data.shape}; "
-                                   f"some op's backward did not reduce it to its input's shape")
             if id(g) in shared or g.base is not None or (type(g) is np.ndarray and not g.flags.writeable):
                 g = g.copy()  # a leaf's .grad must own its memory (cupy arrays have no writeable flag)
-            t.grad = t._wrap(g) if t.grad is None else t._wrap(t.grad.data + g)
+            t.grad = t._wrap(g) if t.grad is None else t._wrap(_as_array(t.grad.data + g))
             continue
         if t._retains_grad:
-            t.grad = t._wrap(g.copy()) if t.grad is None else t._wrap(t.grad.data + g)
+            t.grad = t._wrap(g.copy()) if t.grad is None else t._wrap(_as_array(t.grad.data + g))
         if ctx.freed:
             raise RuntimeError(f"backward: trying to backward through the graph a second time ({type(ctx).__name__} "
                                f"was freed after the first backward); pass retain_graph=True to the first call")
@@ -247,23 +246,35 @@ def _sweep(root, seed, shared: set, retain_graph: bool) -> None:
             in_grads = (in_grads,)
         if obs is not None:
             obs.backward(ctx, t, g, in_grads, time.perf_counter() - t0)
-        for p, pg in zip(ctx.parents, in_grads):
+        for i, (p, pg) in enumerate(zip(ctx.parents, in_grads)):
             if pg is None or not p.requires_grad:
                 continue
-            if type(pg) is not np.ndarray and not hasattr(pg, "__cuda_array_interface__"):
-                pg = np.asarray(pg)  # numpy turns 0-d results into scalars
-            dt = p.data.dtype
-            if pg.dtype is not dt and pg.dtype != dt:  # identity first: builtin dtypes are singletons
-                pg = pg.astype(dt)
+            pg = _as_array(pg)
+            pd = p.data
+            if pg.shape != pd.shape:
+                raise RuntimeError(f"backward: a gradient of shape {pg.shape} reached a {'leaf' if p._ctx is None else 'tensor'} "
+                                   f"of shape {pd.shape} from {type(ctx).__name__}.backward (input {i}); "
+                                   f"some op's backward did not reduce it to its input's shape")
+            if pg.dtype is not pd.dtype and pg.dtype != pd.dtype:  # identity first: builtin dtypes are singletons
+                pg = pg.astype(pd.dtype)
             prev = grads.get(p)
             if prev is None:
                 grads[p] = pg
                 if pg is g:
                     shared.add(id(pg))
             else:
-                grads[p] = prev + pg  # a fresh array, aliasing nothing
+                grads[p] = _as_array(prev + pg)  # a fresh array, aliasing nothing
         if not retain_graph:
             ctx.free()
+
+
+def _as_array(a):
+    """`a` as an array: numpy returns a numpy scalar, not a 0-d array, from math on 0-d
+    arrays (`np.ones(()) + np.ones(())`), and a gradient must be an array of its tensor's
+    shape. cupy always returns arrays."""
+    if type(a) is np.ndarray or hasattr(a, "__cuda_array_interface__"):
+        return a
+    return np.asarray(a)
 
 
 # ================================================================ broadcasting in backward

@@ -202,21 +202,17 @@ def backward(root, gradient=None, retain_graph: bool = False) -> None:
         if root.data.size != 1:
             raise RuntimeError(f"backward: grad can be implicitly created only for one-element outputs, "
                                f"got shape {root.data.shape}; pass gradient= of that shape")
-        seed, shared = xp.ones(root.data.shape, dtype=root.data.dtype), set()  # (ones_like is slower)
+        seed, shared = xp.ones(root.data.shape, dtype=root.data.dtype), set()
     else:
         g = xp.asarray(gradient)
         if g.shape != root.data.shape:
             raise ValueError(f"backward: gradient has shape {g.shape} but the tensor has shape {root.data.shape}")
         seed = g.astype(root.data.dtype, copy=False)
         shared = {id(seed)}
-    _sweep(root, seed, shared, retain_graph)
 
-
-def _sweep(root, seed, shared: set, retain_graph: bool) -> None:
-    order = topological_order(root)
     grads = {root: seed}
     obs = observer
-    for t in reversed(order):
+    for t in reversed(topological_order(root)):
         g = grads.pop(t, None)
         if g is None:
             continue
@@ -246,15 +242,14 @@ def _sweep(root, seed, shared: set, retain_graph: bool) -> None:
             in_grads = (in_grads,)
         if obs is not None:
             obs.backward(ctx, t, g, in_grads, time.perf_counter() - t0)
-        for i, (p, pg) in enumerate(zip(ctx.parents, in_grads)):
+        for p, pg in zip(ctx.parents, in_grads):
             if pg is None or not p.requires_grad:
                 continue
-            pg = _as_array(pg)
+            if type(pg) is not np.ndarray:
+                pg = _as_array(pg)
             pd = p.data
             if pg.shape != pd.shape:
-                raise RuntimeError(f"backward: a gradient of shape {pg.shape} reached a {'leaf' if p._ctx is None else 'tensor'} "
-                                   f"of shape {pd.shape} from {type(ctx).__name__}.backward (input {i}); "
-                                   f"some op's backward did not reduce it to its input's shape")
+                _wrong_shape(ctx, in_grads, pg, p)
             if pg.dtype is not pd.dtype and pg.dtype != pd.dtype:  # identity first: builtin dtypes are singletons
                 pg = pg.astype(pd.dtype)
             prev = grads.get(p)
@@ -263,7 +258,8 @@ def _sweep(root, seed, shared: set, retain_graph: bool) -> None:
                 if pg is g:
                     shared.add(id(pg))
             else:
-                grads[p] = _as_array(prev + pg)  # a fresh array, aliasing nothing
+                s = prev + pg  # a fresh array, aliasing nothing
+                grads[p] = s if type(s) is np.ndarray else _as_array(s)
         if not retain_graph:
             ctx.free()
 
@@ -275,6 +271,13 @@ def _as_array(a):
     if type(a) is np.ndarray or hasattr(a, "__cuda_array_interface__"):
         return a
     return np.asarray(a)
+
+
+def _wrong_shape(ctx, in_grads, pg, p):
+    i = next(k for k, q in enumerate(in_grads) if q is not None and q.shape == pg.shape and ctx.parents[k] is p)
+    raise RuntimeError(f"backward: a gradient of shape {pg.shape} reached a {'leaf' if p._ctx is None else 'tensor'} "
+                       f"of shape {p.data.shape} from {type(ctx).__name__}.backward (input {i}); "
+                       f"some op's backward did not reduce it to its input's shape")
 
 
 # ================================================================ broadcasting in backward

@@ -62,3 +62,29 @@ def test_only_the_cli_imports_opcheck():
     users = [os.path.relpath(p, PKG) for p in files() if not os.path.relpath(p, PKG).startswith("opcheck")
              and any(m == "opcheck" or m.startswith("opcheck.") for m in package_imports(p))]
     assert users == ["cli.py"]
+
+
+def _top_level_calls(path):
+    """Names called by a module's top-level statements (what runs when it is imported)."""
+    out = set()
+    for stmt in ast.parse(open(path, encoding="utf-8").read()).body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Call):
+                f = node.func
+                out.add(f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", ""))
+    return out
+
+
+def test_importing_the_package_changes_no_process_setting_and_the_cli_does_unless_opted_out(monkeypatch, capsys):
+    for path in files():
+        assert not {"tune_host_allocator", "mallopt", "set_tf32"} & _top_level_calls(path), path
+    from tinygrad_lm import backend, cli
+    calls = []
+    monkeypatch.setattr(backend, "tune_host_allocator", lambda *a, **k: calls.append(1) or True)
+    monkeypatch.delenv("TINYGRAD_LM_NO_MALLOC_TUNE", raising=False)
+    assert cli.main(["gradcheck", "--ops", "add", "--no-gpt"]) == 0 and calls == [1]
+    monkeypatch.setenv("TINYGRAD_LM_NO_MALLOC_TUNE", "1")
+    assert cli.main(["gradcheck", "--ops", "add", "--no-gpt"]) == 0 and calls == [1]
+    capsys.readouterr()

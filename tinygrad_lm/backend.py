@@ -8,8 +8,6 @@ never needs it.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 _cupy = None          # the cupy module once imported
@@ -260,14 +258,16 @@ def erf(x):
 
 
 def tune_host_allocator(limit: int = 1 << 30) -> bool:
-    """Keep freed heap memory inside the process (glibc only; a no-op elsewhere).
+    """Keep freed heap memory inside the process (glibc only; a no-op elsewhere). Returns
+    whether it applied.
 
-    By default glibc returns every freed block above ~128 KB to the OS (mmap/munmap), so each
-    new temporary of a training step pays page faults again: on a 2-core VM, `2.0 * (a + b)`
-    on 1 MB arrays took 1.5 ms instead of 0.06 ms. Raising the mmap and trim thresholds lets
-    the next step reuse warm pages. Called once when tinygrad_lm is imported, unless the
-    environment sets TINYGRAD_LM_NO_MALLOC_TUNE=1; the cost is that resident memory stays
-    near its peak. Returns whether it applied."""
+    By default glibc hands every freed block above ~128 KB back to the OS (mmap/munmap), so
+    each new temporary of a training step is page-faulted in again. Raising glibc's mmap and
+    trim thresholds to `limit` lets the next step reuse warm pages; the cost is that resident
+    memory stays near its peak. This changes the whole process's allocator, so importing
+    tinygrad_lm never does it: the `tinygrad-lm` command calls it (unless the environment sets
+    TINYGRAD_LM_NO_MALLOC_TUNE=1), and a program using the library may. What it measurably
+    buys and costs: docs/performance.md."""
     import ctypes
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -275,7 +275,3 @@ def tune_host_allocator(limit: int = 1 << 30) -> bool:
         return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, limit))
     except (OSError, AttributeError):
         return False
-
-
-if os.environ.get("TINYGRAD_LM_NO_MALLOC_TUNE") != "1":
-    tune_host_allocator()

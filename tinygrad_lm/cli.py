@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 
@@ -230,11 +231,13 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    from .backend import DeviceError
+    from .backend import DeviceError, tune_host_allocator
     from .checkpoint import CheckpointError
     from .data import DataError
     parser = build_parser()
     a = parser.parse_args(argv)
+    if os.environ.get("TINYGRAD_LM_NO_MALLOC_TUNE") != "1":
+        tune_host_allocator()  # numpy's temporaries reuse warm pages (docs/performance.md)
     try:
         return a.func(a)
     except (ValueError, DataError, CheckpointError, DeviceError, OSError, FloatingPointError, ImportError) as e:

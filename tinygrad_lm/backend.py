@@ -149,14 +149,11 @@ def index_add_rows(num_rows: int, index, values):
 
     `index` is 1-D (N,), `values` is (N, C). This is the embedding backward. On numpy: sort
     the indices, then sum each run of equal ones with `add.reduceat` (O(N*C), float32 sums in
-    index order; `np.add.at` is unbuffered and 5-10x slower). reduceat pays a per-row overhead,
-    so rows whose index occurs once are copied with one fancy-index assignment instead, and
-    only the repeated ones go through reduceat: 3.4x faster for a 50257-row table with 8192
-    indices, where most indices are distinct. Indices that are all distinct (a position
-    embedding) are one assignment. Measured and rejected for small tables: a one-hot matmul
-    (onehot(R, N) @ values) and `np.bincount` with weights were no faster at GPT's
-    (65 rows, 768 indices, 128 wide) and the matmul collapses when BLAS threads have to share
-    the cores. On cupy an atomic scatter-add kernel does it.
+    index order; not `np.add.at`, which is unbuffered). reduceat pays a per-row overhead, so
+    rows whose index occurs once are copied with one fancy-index assignment instead, and only
+    the repeated ones go through reduceat. Indices that are all distinct (a position
+    embedding) are one assignment. On cupy an atomic scatter-add kernel does it. (Timings, and
+    the alternatives measured and rejected: docs/performance.md.)
     """
     xp = array_module(values)
     out = xp.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)

@@ -27,8 +27,8 @@ def _xp(a):
 
 
 def _rowsum(a):
-    """Sum over the last axis, keepdims. A matrix-vector product: on numpy it runs ~5x faster
-    than `a.sum(-1)` for rows of tens to hundreds of entries (BLAS instead of a strided reduce)."""
+    """sum_j a[..., j], keepdims, as the matrix-vector product a @ ones."""
+    # BLAS beats numpy's strided reduce on rows of tens to hundreds of entries (docs/performance.md)
     return (a @ _xp(a).ones(a.shape[-1], dtype=a.dtype))[..., None]
 
 
@@ -194,11 +194,11 @@ class FusedLayerNorm(Function):
     Inputs: x, then the weight (if `has_weight`), then the bias (if `has_bias`), each of D
     entries (any shape with D elements, e.g. `normalized_shape`).
 
-    Every sum over rows or columns is a BLAS matrix-vector product (numpy's `sum(0)` and
-    row-wise reductions of short rows are 2-4x slower), and the row means the backward needs
-    come straight from dy: mean(g) = (dy @ w) / D and mean(g * xhat) = ((dy * xhat) @ w) / D,
-    the latter reusing the product that dL/dw sums.
+    The row means the backward needs come straight from dy: mean(g) = (dy @ w) / D and
+    mean(g * xhat) = ((dy * xhat) @ w) / D, the latter reusing the product that dL/dw sums.
     """
+    # every sum over rows or columns is a BLAS matrix-vector product, not numpy's sum
+    # (faster on short rows: docs/performance.md)
     def forward(self, x, *wb, d, eps=1e-5, has_weight=True, has_bias=True):
         xp = _xp(x)
         self.shape, self.has_weight, self.has_bias = x.shape, has_weight, has_bias
@@ -268,9 +268,9 @@ class FusedGeluTanh(Function):
 
     The same math as `Gelu(approximate="tanh")`, written as in-place passes over two
     buffers instead of a dozen temporaries (it runs on the MLP's (B, T, 4C) activations).
-    Saving s (not tanh u) makes the backward 9 passes instead of 12. tanh, not the
-    equivalent x / (1 + exp(-2u)): numpy's float32 tanh is faster than its exp here
-    (0.15 against 0.21 ms on 393k floats) and never overflows."""
+    Saving s (not tanh u) makes the backward 9 passes instead of 12."""
+    # tanh, not the equivalent x / (1 + exp(-2u)): it never overflows, and numpy's float32
+    # tanh is the faster of the two (docs/performance.md)
     def forward(self, x):
         xp = _xp(x)
         self.shape = x.shape
@@ -333,11 +333,10 @@ class FusedLinear(Function):
 # through the strided view (..., H, Tk, Tq), at full BLAS speed. Softmax reduces over the keys,
 # which is then axis -3: the max is an elementwise pass over H*Tq contiguous floats at a time,
 # the per-query sum one BLAS vector-matrix product, and broadcasting them back runs over long
-# rows too. (numpy's reductions along 64-long rows pay ~40 ns of loop overhead per row: at
-# GPT's (12, 4, 64, 64) the row max took 0.12 ms, the key-major one 0.04 ms.) The final
+# rows too, where numpy's reductions along short rows pay a loop overhead per row. The final
 # division writes P^T into a plain contiguous (..., H, Tk, Tq) array, which the backward's
-# products and elementwise passes read faster than the key-major buffer (1.17 against 1.32 ms
-# per backward inside a training step).
+# products and elementwise passes read faster than the key-major buffer. (Timings:
+# docs/performance.md.)
 _bias_cache: dict = {}
 
 
@@ -361,8 +360,8 @@ def _neg_inf_bias(drop_mask, h, dtype):
     """The additive form of a 2-D bool mask (Tq, Tk) in the key-major layout: a (Tk, H, Tq)
     array of `dtype`, 0 where a score is kept and -inf where `drop_mask` is True.
 
-    Adding it before the max and exp masks the scores in one plain pass (0.02 ms at GPT's
-    shapes, against 0.06 ms for `copyto(-inf, where=mask)`), and exp(-inf) = 0 leaves the masked
+    Adding it before the max and exp masks the scores in one plain pass (cheaper than
+    `copyto(-inf, where=mask)`: docs/performance.md), and exp(-inf) = 0 leaves the masked
     entries exactly zero. (Multiplying exp by a 0/1 mask afterwards would be no cheaper and
     unsafe: a masked score far above the max of the kept ones overflows exp, and 0 * inf is NaN.)
     Cached per mask object: the causal masks are themselves cached, so a training step builds
@@ -444,8 +443,8 @@ def _attention_backward(ctx, g, q, k, v, scale, outs=(None, None, None)):
     (dS/scale only when ctx.need_mask, else None).
 
     Works on the transposed P^T and dP^T (..., Tk, Tq) (see above): sum_j dP P is a column
-    sum, one BLAS vector-matrix product. (Taking it as dO . y instead, FlashAttention's
-    identity, measured slower here: P must be read for dS anyway.)"""
+    sum, one BLAS vector-matrix product."""
+    # (sum_j dP P = dO . y, FlashAttention's identity, measured slower here: P must be read for dS anyway)
     xp = _xp(g)
     pt = ctx.p
     dv = _matmul(ctx.pd, g, outs[2])

@@ -278,6 +278,14 @@ def test_unused_leaf_keeps_grad_none():
     assert unused.grad is None
 
 
+def test_an_op_applied_to_no_tensor_is_a_clear_error():
+    class _Constant(tg.Function):
+        def forward(self):
+            return np.ones(2)
+    with pytest.raises(TypeError, match="_Constant.apply: an op needs at least one tensor input"):
+        _Constant.apply()
+
+
 # ================================================================ 0-d tensors and Python scalars
 # Every elementwise and reduction op applied to a 0-d tensor, with a Python scalar on the
 # left and on the right wherever the op takes two operands. numpy returns numpy scalars, not

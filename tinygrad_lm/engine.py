@@ -1,6 +1,6 @@
 """The autograd engine: the graph node, the backward sweep, grad mode.
 
-Reverse-mode automatic differentiation in four parts, read top to bottom:
+Reverse-mode automatic differentiation, read top to bottom:
 
 1. **grad mode** (`no_grad`, `enable_grad`, `is_grad_enabled`): whether ops record a graph.
 2. **`Function`**, one node of the graph. `Op.apply(*tensors)` runs the op's `forward` on
@@ -11,7 +11,8 @@ Reverse-mode automatic differentiation in four parts, read top to bottom:
    `backward(grad_output)` gives its inputs' gradients, and a tensor used several times
    receives their sum. Leaves accumulate into `.grad`.
 4. **broadcasting in backward** (`unbroadcast`, `broadcast_shapes`), which every op that
-   broadcasts needs.
+   broadcasts needs;
+5. **the random generator** behind rand/randn/dropout/init (`manual_seed`, `get_rng`).
 
 The chain rule itself lives in `tinygrad_lm/ops/`: one `Function` per op, its forward and
 backward side by side. `tinygrad_lm/tensor.py` holds the `Tensor` class on top of both.
@@ -126,7 +127,10 @@ class Function:
         out = ctx.forward(*datas, **params)
         if type(out) is not np.ndarray and not hasattr(out, "__cuda_array_interface__"):
             out = np.asarray(out)  # numpy returns scalars from 0-d math
-        t = inputs[0]._wrap(out, requires)  # a new plain tensor (every op has a tensor input)
+        try:
+            t = inputs[0]._wrap(out, requires)  # a new plain tensor, made by the class of the inputs
+        except IndexError:
+            raise TypeError(f"{cls.__name__}.apply: an op needs at least one tensor input") from None
         if requires:
             ctx.parents = inputs
             t._ctx = ctx

@@ -153,9 +153,11 @@ class _LayerNorm:
         need_w, need_b = has_weight and need[1], has_bias and need[-1]
         dy = rt.contiguous(dy.astype(dt, copy=False))
         dx = rt.empty(x.shape, dt) if need[0] else None
-        groups = max(1, min(n, 2 * rt.sm_count()))
+        # a few blocks per SM, each looping over rows (its per-column sums stay in shared memory),
+        # and wider blocks than the forward's: there are only `groups` of them (not tuned on a GPU yet)
+        groups = max(1, min(n, 8 * rt.sm_count()))
         partial = rt.empty((groups, 2, d), dt) if need_w or need_b else None
-        launch(rt, "layernorm.cu", f"layernorm_bwd<{ct}>", (groups,), (_threads(d),),
+        launch(rt, "layernorm.cu", f"layernorm_bwd<{ct}>", (groups,), (max(128, _threads(d, 2)),),
                (dy, x, w, mean, rstd, dx, partial, np.int32(n), np.int32(d)),
                shared_mem=2 * d * dt.itemsize if partial is not None else 0)
         dw = rt.empty(wshape, dt) if need_w else None

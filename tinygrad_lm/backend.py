@@ -356,7 +356,8 @@ def kernel(name: str):
                 return kernels.op_table()[name].backward(rt, ctx, *args, **kw)
         else:
             def wrapper(obj, *args, **kw):
-                if _use_kernels and (_cupy is not None or _host_kernel_runtime is not None):
+                if _use_kernels and (_cupy is not None or _host_kernel_runtime is not None) and not (
+                        args and type(args[0]) is np.ndarray and _host_kernel_runtime is None):
                     from . import kernels
                     impl = kernels.op_table()[name]
                     rt = impl.runtime(obj, *args, **kw)

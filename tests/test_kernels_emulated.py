@@ -202,6 +202,18 @@ def test_emulation_catches_missing_barrier_early_return_and_overflow(rt):
     np.testing.assert_array_equal(out, np.full(32, v.sum()))
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_emulation_lets_a_warp_run_ahead(reverse):
+    """A warp runs through its shuffles before the next warp gets a turn, so a shared scratch
+    reused without a barrier is overwritten before a slower warp has read it."""
+    rt = emu.runtime(reverse=reverse)
+    x = np.arange(256, dtype=np.float32)
+    for guard, ok in ((1, True), (0, False)):
+        y = rt.empty(16, np.float32)
+        K.launch(rt, "selftest.cu", "selftest_reduce_twice", (1,), (256,), (x, y, np.int32(guard)))
+        assert np.array_equal(y, np.tile([x.sum(), 2 * x.sum()], 8)) == ok, (guard, y)
+
+
 def test_emulation_checks_arguments_against_the_signature(rt):
     x = np.zeros((2, 5), np.float64)
     f = x.astype(np.float32)

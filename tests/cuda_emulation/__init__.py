@@ -9,6 +9,12 @@ argument's size and kind against the kernel's signature. Plugged in with
 `backend.set_host_kernel_runtime(EmuRuntime())`, numpy arrays take the kernel path of every op
 marked with `backend.kernel`, so the same host code (tinygrad_lm/kernels/ops.py) runs as on a GPU.
 
+Scheduling: a block's threads are fibers; a warp runs as far as it can (through its shuffles)
+before the next warp gets a turn, so a warp can overwrite shared memory another has not read yet
+when a __syncthreads is missing. Removing any one of the kernels' barriers that guard shared
+memory between warps made a test fail (tried by hand for block_reduce's first barrier and the
+attention tiles' barriers; before warps could run ahead, those two went unnoticed).
+
 What it catches: wrong formulas, indexing and tiling errors (odd sizes, partial tiles), reads of
 memory a kernel never wrote (arrays it allocates start as NaN; dynamic shared memory too),
 writes past the end of an array (NaN guard zones around every array it allocates or is given
@@ -35,7 +41,8 @@ from tinygrad_lm import kernels as K
 
 HERE = Path(__file__).resolve().parent
 # kernels of the emulation's own tests (deliberately broken ones), compiled beside the package's
-SELFTEST = {"selftest.cu": ("selftest_reverse", "selftest_early_return", "selftest_overflow", "selftest_warp_sum")}
+SELFTEST = {"selftest.cu": ("selftest_reverse", "selftest_early_return", "selftest_overflow", "selftest_warp_sum",
+                             "selftest_reduce_twice")}
 CXX = os.environ.get("CXX", "g++")
 FLAGS = ["-std=c++17", "-O1", "-fPIC", "-fno-strict-aliasing", "-Wall", "-Wno-unknown-pragmas",
          "-Wno-unused-function", "-Wno-unused-variable"]

@@ -6,8 +6,9 @@
 // user-space threads) on one OS thread; a fiber runs until it reaches a barrier
 // (__syncthreads, a warp shuffle) or returns, then the next runnable fiber runs. So:
 // * __shared__ variables are function-local statics: one block at a time uses them;
-// * a missing barrier shows up as a wrong result: each thread runs as far as it can before the
-//   others catch up (and the launch can run the threads in reverse order too);
+// * a missing barrier shows up as a wrong result: each warp runs as far as it can (through its
+//   shuffles) before the next warp gets a turn, so one warp overwrites shared memory another has
+//   not read yet (and a launch can run blocks, warps and lanes in reverse order too);
 // * a __syncthreads reached by only some threads (an early return, a divergent branch) or at
 //   different lines is reported as an error, as is a shuffle whose warp has exited lanes;
 // * warp shuffles exchange values through per-warp buffers (two, used in turn) at a warp barrier;

@@ -100,11 +100,24 @@ static std::mutex launch_mutex;
 
 static int reverse_order = 0;
 
-// The next runnable thread after `from` in schedule order (round robin), or -1.
+// The next thread to run after `from`, or -1. Its own warp first (the next runnable lane
+// after it, round robin, itself last), then the other warps in order: a warp runs as far as
+// it can (through its shuffles) before another warp gets a turn, as a GPU may let one warp run
+// ahead of the others. That is what exposes a missing __syncthreads between a block's warps
+// (a warp overwriting shared memory that another has not read yet).
 static int next_runnable(int from) {
-    for (int k = 1; k <= nthreads; ++k) {
-        const int i = reverse_order ? ((from - k) % nthreads + nthreads) % nthreads : (from + k) % nthreads;
-        if (th[i].state == RUNNABLE) return i;
+    const int w = from / 32, lane = from % 32;
+    const int lanes = warp_lanes[w];
+    for (int k = 1; k <= lanes; ++k) {
+        const int l = reverse_order ? ((lane - k) % lanes + lanes) % lanes : (lane + k) % lanes;
+        if (th[w * 32 + l].state == RUNNABLE) return w * 32 + l;
+    }
+    for (int kw = 1; kw < nwarps; ++kw) {
+        const int w2 = reverse_order ? ((w - kw) % nwarps + nwarps) % nwarps : (w + kw) % nwarps;
+        for (int k = 0; k < warp_lanes[w2]; ++k) {
+            const int i = w2 * 32 + (reverse_order ? warp_lanes[w2] - 1 - k : k);
+            if (th[i].state == RUNNABLE) return i;
+        }
     }
     return -1;
 }
@@ -309,7 +322,9 @@ static int run_block() {
     std::fill(warp_arrived.begin(), warp_arrived.end(), 0);
     std::fill(xchg_parity.begin(), xchg_parity.end(), 0);
     if (dyn_bytes) std::memset(dyn.data(), 0xFF, dyn_bytes);
-    const int first = next_runnable(reverse_order ? 0 : nthreads - 1);   // thread 0 (or n - 1 in reverse)
+    // the first thread: 0, or the last one in reverse order
+    int first = reverse_order ? nthreads - 1 : 0;
+    if (th[first].state != RUNNABLE) first = next_runnable(first);
     resume(first);           // fibers hand over to each other; back here when none can run
     if (!error.empty()) return 1;
     if (alive > 0) {

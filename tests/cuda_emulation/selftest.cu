@@ -31,3 +31,24 @@ __global__ void selftest_warp_sum(const float* x, float* y) {
     const float s = warp_reduce<SumOp<float>>(x[threadIdx.x]);
     y[threadIdx.x] = s;
 }
+
+// Two block-wide sums in a row through the same 32-slot scratch, with or without the barrier
+// that keeps the second from overwriting slots the first is still reading (common.cuh's
+// block_reduce has it). Every warp writes what it got: y[2 w] = sum x, y[2 w + 1] = sum 2x.
+__global__ void selftest_reduce_twice(const float* x, float* y, int guard) {
+    __shared__ float scratch[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    float total[2];
+    for (int k = 0; k < 2; ++k) {
+        float v = warp_reduce<SumOp<float>>(x[threadIdx.x] * float(k + 1));
+        if (guard) __syncthreads();
+        if (lane == 0) scratch[warp] = v;
+        __syncthreads();
+        v = lane < nwarps ? scratch[lane] : 0.0f;
+        total[k] = warp_reduce<SumOp<float>>(v);
+    }
+    if (lane == 0) {
+        y[2 * warp] = total[0];
+        y[2 * warp + 1] = total[1];
+    }
+}

@@ -11,9 +11,11 @@ marked with `backend.kernel`, so the same host code (tinygrad_lm/kernels/ops.py)
 
 Scheduling: a block's threads are fibers; a warp runs as far as it can (through its shuffles)
 before the next warp gets a turn, so a warp can overwrite shared memory another has not read yet
-when a __syncthreads is missing. Removing any one of the kernels' barriers that guard shared
-memory between warps made a test fail (tried by hand for block_reduce's first barrier and the
-attention tiles' barriers; before warps could run ahead, those two went unnoticed).
+when a __syncthreads is missing. Removing any one of the kernels' 12 __syncthreads (by hand,
+one at a time) made tests/test_kernels_emulated.py fail, except the first one of
+block_maxsum, which no kernel needs today (each calls it once, so its scratch is never reused);
+before warps could run ahead, block_reduce's first barrier and the attention tiles' first
+barriers went unnoticed.
 
 What it catches: wrong formulas, indexing and tiling errors (odd sizes, partial tiles), reads of
 memory a kernel never wrote (arrays it allocates start as NaN; dynamic shared memory too),

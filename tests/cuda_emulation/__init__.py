@@ -57,11 +57,22 @@ class EmulationError(RuntimeError):
     out-of-bounds write."""
 
 
+_compiler_checked: list = []
+
+
 def compiler_available() -> str | None:
-    """None when a C++17 compiler is usable, else why not."""
-    if shutil.which(CXX) is None:
-        return f"no C++ compiler ({CXX}) on PATH"
-    return None
+    """None when a C++17 compiler takes the emulation's flags, else why not."""
+    if not _compiler_checked:
+        why = None
+        if shutil.which(CXX) is None:
+            why = f"no C++ compiler ({CXX}) on PATH"
+        else:
+            r = subprocess.run([CXX, *FLAGS, "-fsyntax-only", "-x", "c++", "-"], input="#include <type_traits>\n"
+                               "static_assert(std::is_pointer_v<int*>);\n", capture_output=True, text=True)
+            if r.returncode:
+                why = f"{CXX} does not compile C++17 with the emulation's flags: {r.stderr.strip()[:200]}"
+        _compiler_checked.append(why)
+    return _compiler_checked[0]
 
 
 def _sources() -> dict:

@@ -240,3 +240,50 @@ def test_gradcheck_command_checks_every_op_and_a_whole_gpt(capsys):
     for name in Function.registry:
         assert name in out, name
     assert "bias=True" in out and "bias=False" in out and "all gradients match" in out
+
+
+# ------------------------------------------------------------------ presets
+def _configs_run_by(monkeypatch, argv):
+    """The TrainConfig `tinygrad-lm train ARGV` hands to the training loop (the loop not run)."""
+    import tinygrad_lm.train
+    seen = []
+    monkeypatch.setattr(tinygrad_lm.train, "train", lambda cfg: seen.append(cfg) or {"interrupted": False})
+    assert run(["train", *argv]) == 0
+    return seen[0]
+
+
+def test_train_without_flags_runs_exactly_TrainConfig_defaults(monkeypatch):
+    from tinygrad_lm.train import PRESETS, TrainConfig
+    assert _configs_run_by(monkeypatch, []) == TrainConfig()
+    assert TrainConfig(**PRESETS["default"]) == TrainConfig()
+
+
+@pytest.mark.parametrize("name", ["default", "cpu", "gpu"])
+def test_each_preset_is_a_whole_recipe_and_flags_override_it(monkeypatch, name):
+    from tinygrad_lm.train import PRESETS, TrainConfig
+    from tinygrad_lm.train_config import PRESET_KEYS
+    assert set(PRESETS[name]) == set(PRESET_KEYS)   # no key left to whichever preset ran before
+    assert _configs_run_by(monkeypatch, ["--preset", name]) == TrainConfig(**PRESETS[name])
+    cfg = _configs_run_by(monkeypatch, ["--preset", name, "--n-layer", "7"])
+    assert cfg.n_layer == 7 and cfg.explicit == ("n_layer",) and cfg.n_embd == PRESETS[name]["n_embd"]
+
+
+def test_train_help_lists_the_presets_from_the_table(capsys):
+    from tinygrad_lm.train_config import PRESETS, describe_preset
+    with pytest.raises(SystemExit):
+        run(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in PRESETS:
+        assert f"{name} = " in text and describe_preset(name) in text
+
+
+def test_readme_preset_table_is_the_PRESETS_table():
+    import re
+    from tinygrad_lm.train_config import PRESETS
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md"), encoding="utf-8").read()
+    header = re.search(r"^\| flag \| (.+) \|$", readme, flags=re.M).group(1)
+    names = re.findall(r"`--preset (\w+)`", header)
+    assert names == list(PRESETS)
+    rows = dict(re.findall(r"^\| `--([\w-]+)` \| (.+) \|$", readme, flags=re.M))
+    table = {k.replace("-", "_"): [float(v) for v in cells.split(" | ")] for k, cells in rows.items()}
+    assert table == {k: [float(PRESETS[n][k]) for n in names] for k in PRESETS["default"]}

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import numpy as np
 
@@ -25,81 +25,12 @@ from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint, save_c
 from .data import (DataError, builtin_corpus, build_tokenizer, get_batch, iter_eval_batches, load_text,
                    tokenizer_from_dict, train_val_split, CORPUS_NAME)
 from .tensor import Tensor, no_grad
+from .train_config import PRESETS, TrainConfig, config_from_args
+
+__all__ = ["PRESETS", "TrainConfig", "config_from_args", "fit", "train", "train_step"]
 
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "gelu_approximate")
 _MODEL_KEY_DEFAULTS = {"gelu_approximate": "tanh"}  # for checkpoints written before the key existed
-
-
-@dataclass
-class TrainConfig:
-    # data
-    data: str | None = None          # a UTF-8 text file; None = the built-in corpus
-    tokenizer: str = "char"          # char | bpe
-    vocab_size: int | None = None    # for bpe
-    # model
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    bias: bool = False
-    gelu_approximate: str = "tanh"   # tanh (GPT-2's gelu_new) | none (exact erf, nanoGPT's nn.GELU())
-    # optimisation
-    batch_size: int = 12
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    max_iters: int = 2000
-    lr_decay_iters: int | None = None  # default: max_iters
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    # evaluation and logging
-    eval_interval: int = 250
-    eval_iters: int = 20
-    sample_tokens: int = 200
-    seed: int = 1337
-    device: str = "cpu"
-    dtype: str = "float32"
-    out_dir: str = "out"
-    resume: bool = False
-    force: bool = False
-    progress: bool = True
-    explicit: tuple = ()             # names of the options given on the command line (checked on --resume)
-
-    def validate(self) -> None:
-        def need(cond, msg):
-            if not cond:
-                raise ValueError(msg)
-        need(self.n_layer >= 1, f"--n-layer must be >= 1, got {self.n_layer}")
-        need(self.n_head >= 1 and self.n_embd >= 1, f"--n-head and --n-embd must be >= 1, got {self.n_head} and {self.n_embd}")
-        need(self.n_embd % self.n_head == 0, f"--n-embd {self.n_embd} is not divisible by --n-head {self.n_head}")
-        need(self.block_size >= 1, f"--block-size must be >= 1, got {self.block_size}")
-        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        need(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
-        need(self.lr > 0 and self.min_lr >= 0, f"--lr must be > 0 and --min-lr >= 0, got {self.lr} and {self.min_lr}")
-        need(self.max_iters >= 0 and self.warmup_iters >= 0, "--max-iters and --warmup-iters must be >= 0")
-        need(self.eval_interval >= 1 and self.eval_iters >= 1, "--eval-interval and --eval-iters must be >= 1")
-        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"--beta1/--beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
-        need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 disables), got {self.grad_clip}")
-        need(self.gelu_approximate in ("tanh", "none"), f"--gelu-approximate must be tanh or none, got {self.gelu_approximate!r}")
-        need(self.tokenizer in ("char", "bpe"), f"--tokenizer must be char or bpe, got {self.tokenizer!r}")
-        need(self.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {self.dtype!r}")
-        if self.tokenizer == "bpe":
-            need(self.vocab_size is not None and self.vocab_size >= 256, f"--tokenizer bpe needs --vocab-size >= 256, got {self.vocab_size}")
-
-
-PRESETS = {
-    # nanoGPT's CPU config (config/train_shakespeare_char.py with its "on a macbook" overrides)
-    "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000, lr=1e-3,
-                min_lr=1e-4, lr_decay_iters=2000, warmup_iters=100, dropout=0.0, beta2=0.99, weight_decay=0.1,
-                grad_clip=1.0, eval_interval=250, eval_iters=20),
-    # nanoGPT's baby Shakespeare config (config/train_shakespeare_char.py)
-    "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, max_iters=5000, lr=1e-3,
-                min_lr=1e-4, lr_decay_iters=5000, warmup_iters=100, dropout=0.2, beta2=0.99, weight_decay=0.1,
-                grad_clip=1.0, eval_interval=250, eval_iters=200),
-}
 
 
 # ---------------------------------------------------------------- data
@@ -486,21 +417,3 @@ def _plot(out_dir, rows, log):
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def config_from_args(args: dict, preset: str | None) -> TrainConfig:
-    """TrainConfig from a preset overridden by explicitly given values (None = not given)."""
-    cfg = TrainConfig()
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-        for k, v in PRESETS[preset].items():
-            setattr(cfg, k, v)
-    names = {f.name for f in fields(TrainConfig)}
-    given = []
-    for k, v in args.items():
-        if k in names and v is not None:
-            setattr(cfg, k, v)
-            given.append(k)
-    cfg.explicit = tuple(given)
-    return cfg

@@ -23,6 +23,8 @@ import struct
 
 import numpy as np
 
+from .fileio import atomic_write
+
 _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
            "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
 _NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
@@ -103,12 +105,7 @@ def load_safetensors(path) -> tuple[dict, dict]:
 
 # ---------------------------------------------------------------- whole checkpoints
 def _write_json(path, obj) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 def checkpoint_dir(out_dir) -> str | None:

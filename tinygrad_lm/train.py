@@ -9,6 +9,7 @@ AdamW step with a warmup + cosine learning rate.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -21,6 +22,7 @@ import numpy as np
 
 from . import backend
 from .tensor import get_rng_state, manual_seed, set_rng_state
+from .fileio import atomic_write
 from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint, save_checkpoint
 from .data import (DataError, builtin_corpus, build_tokenizer, get_batch, iter_eval_batches, load_text,
                    tokenizer_from_dict, train_val_split, CORPUS_NAME)
@@ -386,12 +388,11 @@ def _read_csv(path):
 
 
 def _write_csv(path, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=_CSV_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, text.getvalue())
 
 
 def _plot(out_dir, rows, log):
@@ -413,7 +414,9 @@ def _plot(out_dir, rows, log):
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.legend()
     fig.tight_layout()
-    path = os.path.join(out_dir, "loss.png")
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    path = os.path.join(out_dir, "loss.png")
+    atomic_write(path, png.getbuffer())
     return path

@@ -105,7 +105,7 @@ def test_sample_and_eval_commands(tmp_path, corpus, capsys):
 
 def test_kv_cache_generation_equals_full_recompute(tmp_path, corpus):
     from tinygrad_lm.generate import generate
-    from tinygrad_lm.train import load_model
+    from tinygrad_lm.checkpoint import load_model
     out = tmp_path / "run"
     assert run(["train", "--data", corpus, "--out-dir", out, "--max-iters", "10", *TINY]) == 0
     model, tok, _ = load_model(str(out))
@@ -213,7 +213,7 @@ def test_exact_gelu_is_a_model_option_saved_with_the_checkpoint(tmp_path, corpus
     assert run(["train", "--data", corpus, "--out-dir", out, "--max-iters", "10", "--gelu-approximate", "none", *TINY]) == 0
     meta = json.loads((out / "ckpt" / "meta.json").read_text())
     assert meta["config"]["gelu_approximate"] == "none"
-    from tinygrad_lm.train import load_model
+    from tinygrad_lm.checkpoint import load_model
     model = load_model(str(out))[0]
     assert model.transformer.h[0].mlp.gelu.approximate == "none"
     before = snapshot(out)

@@ -71,8 +71,8 @@ def _add_sample(sub):
 
 def cmd_sample(a):
     import numpy as np
+    from .checkpoint import load_model
     from .generate import generate, validate_options
-    from .train import load_model
     validate_options(a.strategy, a.temperature, a.top_k, a.top_p, a.beam_width, a.num_samples)
     if a.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {a.max_new_tokens}")
@@ -107,8 +107,9 @@ def _add_eval(sub):
 
 
 def cmd_eval(a):
-    from .data import load_text
-    from .train import evaluate_split, load_corpus, load_model, encode_splits
+    from .checkpoint import load_model
+    from .data import encode_splits, load_corpus, load_text
+    from .evaluate import evaluate_split
     if a.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
     model, tok, meta = load_model(a.out_dir, a.device)
@@ -139,9 +140,8 @@ def _add_ngram(sub):
 
 def cmd_ngram(a):
     import numpy as np
-    from .data import CharTokenizer, train_val_split
+    from .data import CharTokenizer, load_corpus, train_val_split
     from .ngram import ngram_table, word_ids
-    from .train import load_corpus
     if any(n < 1 for n in a.n):
         raise ValueError(f"--n must be >= 1, got {a.n}")
     if a.k < 0:

@@ -1,5 +1,4 @@
-"""Training, evaluation and checkpoint round trips for the GPT: the plain loop of nanoGPT's
-train.py, on our engine.
+"""Training the GPT: the plain loop of nanoGPT's train.py, on our engine.
 
 One step: draw a random batch of (B, T) windows, x = tokens[i:i+T], y = tokens[i+1:i+T+1]
 (every position is a next-token prediction, so one window gives T training targets),
@@ -21,96 +20,17 @@ from dataclasses import asdict
 import numpy as np
 
 from . import backend
-from .tensor import get_rng_state, manual_seed, set_rng_state
+from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, checkpoint_dir, load_training_checkpoint,
+                         model_dtype, save_training_checkpoint)
+from .data import build_tokenizer, encode_splits, get_batch, load_corpus
+from .evaluate import estimate_loss
 from .fileio import atomic_write
-from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint, save_checkpoint
-from .data import (DataError, builtin_corpus, build_tokenizer, get_batch, iter_eval_batches, load_text,
-                   tokenizer_from_dict, train_val_split, CORPUS_NAME)
-from .tensor import Tensor, no_grad
+from .tensor import Tensor, get_rng_state, manual_seed, set_rng_state
 from .train_config import PRESETS, TrainConfig, config_from_args
 
-__all__ = ["PRESETS", "TrainConfig", "config_from_args", "fit", "train", "train_step"]
-
-MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "gelu_approximate")
-_MODEL_KEY_DEFAULTS = {"gelu_approximate": "tanh"}  # for checkpoints written before the key existed
-
-
-# ---------------------------------------------------------------- data
-def load_corpus(path: str | None) -> tuple[str, str]:
-    """(text, name): the file at `path`, or the built-in corpus."""
-    if path is None:
-        return builtin_corpus(), CORPUS_NAME
-    return load_text(path), path
-
-
-def encode_splits(text: str, tok, block_size: int):
-    ids = tok.encode_array(text)
-    train, val = train_val_split(ids)
-    for name, split in (("train", train), ("val", val)):
-        if len(split) < block_size + 1:
-            raise DataError(f"the {name} split has {len(split)} tokens; need at least block_size + 1 = {block_size + 1} "
-                            f"(the corpus has {len(ids)} tokens in all: use a longer text or a smaller --block-size)")
-    return train, val
-
-
-# ---------------------------------------------------------------- model construction
-def build_model(config: dict, device: str = "cpu", dtype: str = "float32"):
-    from .models.gpt import GPT, GPTConfig
-    model = GPT(GPTConfig(**config))
-    if dtype != "float32":
-        for p in model.parameters():
-            p.data = p.data.astype(dtype)
-    return model.to(device) if device != "cpu" else model
-
-
-def model_arrays(model) -> dict:
-    return {k: backend.to_numpy(v.data if isinstance(v, Tensor) else v) for k, v in model.state_dict().items()}
-
-
-def load_model(out_dir: str, device: str = "cpu"):
-    """-> (model, tokenizer, meta) from the checkpoint in out_dir."""
-    arrays, _, meta = load_checkpoint(out_dir)
-    try:
-        tok = tokenizer_from_dict(meta["tokenizer"])
-        model = build_model(meta["config"], "cpu", meta.get("dtype", "float32"))
-        model.load_state_dict({k: Tensor(v) for k, v in arrays.items()})
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint in {out_dir} does not match its own config: {e}") from None
-    if device != "cpu":
-        model.to(device)
-    model.eval()
-    return model, tok, meta
-
-
-def split_arrays(obj, arrays: dict, prefix: str = ""):
-    """A JSON-able skeleton of a nested state (dicts, lists, numbers) in which every array is
-    replaced by {"__array__": key}, the arrays going into `arrays` (for safetensors)."""
-    if isinstance(obj, dict):
-        return {str(k): split_arrays(v, arrays, f"{prefix}{k}.") for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [split_arrays(v, arrays, f"{prefix}{i}.") for i, v in enumerate(obj)]
-    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        key = prefix[:-1]
-        arrays[key] = backend.to_numpy(obj.data if isinstance(obj, Tensor) else obj)
-        return {"__array__": key}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def join_arrays(skeleton, arrays: dict):
-    """The inverse of split_arrays."""
-    if isinstance(skeleton, dict):
-        if set(skeleton) == {"__array__"}:
-            try:
-                return arrays[skeleton["__array__"]]
-            except KeyError:
-                raise CheckpointError(f"optimizer state is missing array {skeleton['__array__']!r}") from None
-        return {k: join_arrays(v, arrays) for k, v in skeleton.items()}
-    if isinstance(skeleton, list):
-        return [join_arrays(v, arrays) for v in skeleton]
-    return skeleton
-
+# TrainConfig, PRESETS and config_from_args live in train_config.py (no engine imports, so the
+# CLI's parser can read them without importing this module) and are part of this one's API.
+__all__ = ["PRESETS", "TrainConfig", "config_from_args", "fit", "lr_at", "prepare_out_dir", "train", "train_step"]
 
 # ---------------------------------------------------------------- one step
 def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0) -> Tensor:
@@ -147,42 +67,9 @@ def _model_device(model) -> str:
     return next(iter(model.parameters())).device
 
 
-# ---------------------------------------------------------------- evaluation
-@no_grad()
-def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, iters: int, seed: int, device: str) -> float:
-    """Mean loss over `iters` random batches from a generator seeded with `seed` (the same
-    batches at every evaluation, so the curve compares like with like)."""
-    rng = np.random.default_rng(seed)
-    was = model.training
-    model.eval()
-    losses = []
-    for _ in range(iters):
-        x, y = get_batch(data, batch_size, block_size, rng)
-        _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
-        losses.append(loss.data)
-    model.train(was)
-    return float(np.mean([float(l) for l in losses]))
-
-
-@no_grad()
-def evaluate_split(model, data: np.ndarray, batch_size: int, device: str, max_batches: int | None = None) -> dict:
-    """Exact loss over a whole split: contiguous windows of block_size, every token scored once.
-    Perplexity = exp(mean negative log-likelihood per token)."""
-    block = model.config.block_size
-    model.eval()
-    total, count = 0.0, 0
-    for i, (x, y) in enumerate(iter_eval_batches(data, batch_size, block)):
-        if max_batches is not None and i >= max_batches:
-            break
-        _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
-        total += float(loss.data) * y.size
-        count += y.size
-    nll = total / max(count, 1)
-    return {"loss": nll, "perplexity": math.exp(nll), "tokens": count}
-
-
 # ---------------------------------------------------------------- the loop
-def _lr_at(it: int, cfg: TrainConfig) -> float:
+def lr_at(it: int, cfg: TrainConfig) -> float:
+    """The learning rate of step `it` under cfg's warmup + cosine schedule (optim.get_lr)."""
     from .optim import get_lr
     return get_lr(it, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters, cfg.lr, cfg.min_lr)
 
@@ -240,17 +127,15 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
     start_iter, best_val, history = 0, math.inf, []
     if cfg.resume:
-        arrays, optim_arrays, meta = load_checkpoint(cfg.out_dir)
-        tok = tokenizer_from_dict(meta["tokenizer"])
-        for k in MODEL_KEYS:  # the architecture comes from the checkpoint
-            saved = meta["config"].get(k, _MODEL_KEY_DEFAULTS.get(k))
-            if k in cfg.explicit and getattr(cfg, k) != saved:
+        model, tok, meta, optim_state = load_training_checkpoint(cfg.out_dir)
+        # the architecture and dtype come from the checkpoint; a flag that contradicts them is refused
+        saved = {**{k: getattr(model.config, k) for k in MODEL_KEYS}, "dtype": model_dtype(meta)}
+        for k, v in saved.items():
+            if k in cfg.explicit and getattr(cfg, k) != v:
                 raise ValueError(f"--resume: --{k.replace('_', '-')} {getattr(cfg, k)} differs from the checkpoint's "
-                                 f"{saved} (the architecture of a resumed run comes from its checkpoint)")
-            setattr(cfg, k, saved)
+                                 f"{v} (the architecture of a resumed run comes from its checkpoint)")
+            setattr(cfg, k, v)
         train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
-        model = build_model(meta["config"], "cpu", meta.get("dtype", cfg.dtype))
-        model.load_state_dict({k: Tensor(v) for k, v in arrays.items()})
         start_iter, best_val = meta["step"], meta.get("best_val_loss", math.inf)
         history = [h for h in meta.get("history", []) if h["step"] < start_iter]
     else:
@@ -265,7 +150,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
     rng = np.random.default_rng(cfg.seed)
     if cfg.resume:
-        optimizer.load_state_dict(join_arrays(meta["optimizer"], optim_arrays))
+        optimizer.load_state_dict(optim_state)
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
     n_params = sum(p.numel() for p in model.parameters())
@@ -279,13 +164,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
     rows = [r for r in _read_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
 
     def save(step):
-        opt_arrays = {}
-        opt_plain = split_arrays(optimizer.state_dict(), opt_arrays)
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
-                "model_rng": get_rng_state(), "optimizer": opt_plain, "train_config": asdict(cfg),
-                "corpus": corpus_name}
-        save_checkpoint(cfg.out_dir, model_arrays(model), opt_arrays, meta)
+                "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name}
+        save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
         _write_csv(csv_path, rows)
 
     tokens_per_step = cfg.batch_size * cfg.block_size
@@ -313,7 +195,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 interrupted = True
                 break
             ts = time.perf_counter()
-            lr = _lr_at(it, cfg)
+            lr = lr_at(it, cfg)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             x, y = get_batch(train_ids, cfg.batch_size, cfg.block_size, rng)

@@ -48,7 +48,7 @@ DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int
 _DTYPE_CODES = {np.dtype(v).type: k for k, v in DTYPES.items()}
 
 CKPT, TMP, OLD = "ckpt", "ckpt.tmp", "ckpt.old"
-FILES = ("model.safetensors", "optimizer.safetensors", "meta.json")
+FILES = ("model.safetensors", "optimizer.safetensors", "meta.json")  # what a complete checkpoint folder holds
 
 # The model's architecture in meta.json's "config" (besides vocab_size): GPTConfig's fields.
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "gelu_approximate")

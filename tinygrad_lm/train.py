@@ -4,6 +4,11 @@ One step: draw a random batch of (B, T) windows, x = tokens[i:i+T], y = tokens[i
 (every position is a next-token prediction, so one window gives T training targets),
 loss = mean cross-entropy of the logits against y, backward, clip the gradient norm,
 AdamW step with a warmup + cosine learning rate.
+
+`train(cfg)` runs a whole configured run (TrainConfig and the preset table: train_config.py)
+and writes into cfg.out_dir: the checkpoint (checkpoint.py; at every evaluation, at the end
+and on Ctrl-C), loss.csv (a row per step and per evaluation) and, with matplotlib, loss.png.
+`train_step` and `fit` are the loop's body for scripts, examples and benchmarks.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from .train_config import PRESETS, TrainConfig, config_from_args
 # TrainConfig, PRESETS and config_from_args live in train_config.py (no engine imports, so the
 # CLI's parser can read them without importing this module) and are part of this one's API.
 __all__ = ["PRESETS", "TrainConfig", "config_from_args", "fit", "lr_at", "prepare_out_dir", "train", "train_step"]
+
 
 # ---------------------------------------------------------------- one step
 def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0) -> Tensor:
@@ -161,14 +167,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
     os.makedirs(cfg.out_dir, exist_ok=True)
     csv_path = os.path.join(cfg.out_dir, "loss.csv")
-    rows = [r for r in _read_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
+    rows = [r for r in _read_loss_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
 
     def save(step):
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
                 "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name}
         save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
-        _write_csv(csv_path, rows)
+        _write_loss_csv(csv_path, rows)
 
     tokens_per_step = cfg.batch_size * cfg.block_size
     t0 = time.perf_counter()
@@ -217,7 +223,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         save(it)
         log(f"interrupted: saved a checkpoint at step {it} in {cfg.out_dir} (continue with --resume)")
     elapsed = time.perf_counter() - t0
-    _plot(cfg.out_dir, rows, log)
+    _plot_losses(cfg.out_dir, rows, log)
     summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": math.exp(best_val) if best_val < math.inf else math.inf,
                "seconds": elapsed, "tokens_per_second": steps_done * tokens_per_step / max(train_time, 1e-9),
                "interrupted": interrupted, "out_dir": cfg.out_dir}
@@ -259,25 +265,26 @@ def _progress(cfg, start):
                 disable=None)
 
 
-_CSV_FIELDS = ["step", "lr", "loss", "eval_train_loss", "eval_val_loss", "val_perplexity"]
+# loss.csv's columns: a training step fills lr and loss, an evaluation the last three
+LOSS_CSV_FIELDS = ["step", "lr", "loss", "eval_train_loss", "eval_val_loss", "val_perplexity"]
 
 
-def _read_csv(path):
+def _read_loss_csv(path):
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
-def _write_csv(path, rows):
+def _write_loss_csv(path, rows):
     text = io.StringIO(newline="")
-    w = csv.DictWriter(text, fieldnames=_CSV_FIELDS)
+    w = csv.DictWriter(text, fieldnames=LOSS_CSV_FIELDS)
     w.writeheader()
     w.writerows(rows)
     atomic_write(path, text.getvalue())
 
 
-def _plot(out_dir, rows, log):
+def _plot_losses(out_dir, rows, log):
     try:
         import matplotlib
         matplotlib.use("Agg")

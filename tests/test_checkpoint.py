@@ -58,6 +58,27 @@ def test_garbage_header_is_a_clear_error(tmp_path):
         load_safetensors(p)
 
 
+def _raw_safetensors(path, header: dict, data: bytes):
+    blob = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + data)
+
+
+@pytest.mark.parametrize("header,data", [
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},       # two tensors over the same bytes
+      "v": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12),   # a gap before the data
+    ({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\0" * 8),    # a negative dimension
+    ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8),     # shape and byte count disagree
+    ({"__metadata__": {"step": 3}, "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8),
+    ({"w": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8),      # no such dtype
+])
+def test_malformed_headers_are_refused_by_the_reference_reader(tmp_path, header, data):
+    p = tmp_path / "x.safetensors"
+    _raw_safetensors(p, header, data)
+    with pytest.raises(CheckpointError, match="x.safetensors is truncated or corrupted"):
+        load_safetensors(p)
+
+
 def _ckpt(step):
     return {"w": np.full((2,), step, np.float32)}, {"m": np.zeros(2, np.float32)}, {"config": {"x": 1}, "step": step}
 

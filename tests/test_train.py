@@ -287,3 +287,17 @@ def test_readme_preset_table_is_the_PRESETS_table():
     rows = dict(re.findall(r"^\| `--([\w-]+)` \| (.+) \|$", readme, flags=re.M))
     table = {k.replace("-", "_"): [float(v) for v in cells.split(" | ")] for k, cells in rows.items()}
     assert table == {k: [float(PRESETS[n][k]) for n in names] for k in PRESETS["default"]}
+
+
+def test_resume_keeps_the_checkpoints_dtype_and_refuses_another(tmp_path, corpus, capsys):
+    import json
+    out = tmp_path / "f64"
+    assert run(["train", "--data", corpus, "--out-dir", out, "--max-iters", "10", "--dtype", "float64", *TINY]) == 0
+    before = snapshot(out)
+    bad(["train", "--data", corpus, "--out-dir", out, "--resume", "--max-iters", "20", "--dtype", "float32", *TINY],
+        capsys, "--dtype float32 differs")
+    assert snapshot(out) == before
+    assert run(["train", "--data", corpus, "--out-dir", out, "--resume", "--max-iters", "20", *TINY]) == 0
+    assert json.loads((out / "ckpt" / "meta.json").read_text())["dtype"] == "float64"
+    from tinygrad_lm.checkpoint import load_model
+    assert load_model(str(out))[0].lm_head.weight.dtype == "float64"

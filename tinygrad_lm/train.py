@@ -139,7 +139,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         for k, v in saved.items():
             if k in cfg.explicit and getattr(cfg, k) != v:
                 raise ValueError(f"--resume: --{k.replace('_', '-')} {getattr(cfg, k)} differs from the checkpoint's "
-                                 f"{v} (the architecture of a resumed run comes from its checkpoint)")
+                                 f"{v} (a resumed run keeps its checkpoint's architecture and dtype)")
             setattr(cfg, k, v)
         train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
         start_iter, best_val = meta["step"], meta.get("best_val_loss", math.inf)

@@ -116,20 +116,34 @@ def use_device(device: str):
     return _cupy.cuda.Device(int(device[5:]))
 
 
+# cublasMath_t in cublas_api.h; cupy 14 exports only CUBLAS_DEFAULT_MATH and the deprecated
+# CUBLAS_TENSOR_OP_MATH (which means FP16 down-conversion for float32 GEMMs, not TF32)
+_CUBLAS_DEFAULT_MATH, _CUBLAS_TF32_TENSOR_OP_MATH = 0, 3
+_COMPUTE_TYPE_DEFAULT, _COMPUTE_TYPE_TF32 = 1, 7   # cupy._core._routines_linalg.COMPUTE_TYPE_*
+
+
 def set_tf32(enabled: bool) -> None:
-    """Allow TensorFloat-32 in GPU matmuls (faster, ~10-bit mantissa). Off by default so
-    CPU and GPU results agree to float32 precision. No effect on the CPU."""
+    """Allow TensorFloat-32 in float32 GPU matmuls: inputs rounded to a 10-bit mantissa
+    (relative error ~5e-4 per product), accumulation in float32, several times the
+    throughput on tensor cores (compute capability 8.0+). Off by default, so CPU and GPU
+    results agree to float32 precision. No effect on the CPU or on float64.
+
+    cupy 14 has no public switch (its CUPY_TF32 variable is read once, at the first float32
+    matmul, and only by the 2-D matmul path), so this sets what cupy's matmuls read on every
+    call: the float32 compute type of cupy's 2-D GEMM (`cupy._core.set_compute_type`) and the
+    math mode of each device's cuBLAS handle (CUBLAS_TF32_TENSOR_OP_MATH), which the batched
+    GEMMs of (B, T, C) @ (C, D) follow. cuBLAS handles belong to a thread: call this from the
+    thread that runs the model."""
     global _tf32
     _tf32 = bool(enabled)
     cp = _import_cupy()
-    if cp is not None:
-        import os
-        # cupy reads CUPY_TF32 when it creates a cuBLAS handle; set both ways.
-        os.environ["CUPY_TF32"] = "1" if _tf32 else "0"
-        try:
-            cp._core.set_allow_tf32(_tf32) if hasattr(cp._core, "set_allow_tf32") else None
-        except Exception:
-            pass
+    if cp is None:
+        return
+    cp._core.set_compute_type(np.float32, _COMPUTE_TYPE_TF32 if _tf32 else _COMPUTE_TYPE_DEFAULT)
+    mode = _CUBLAS_TF32_TENSOR_OP_MATH if _tf32 else _CUBLAS_DEFAULT_MATH
+    for i in range(device_count()):
+        with cp.cuda.Device(i):
+            cp.cuda.cublas.setMathMode(cp.cuda.device.get_cublas_handle(), mode)
 
 
 def tf32_enabled() -> bool:
@@ -137,13 +151,45 @@ def tf32_enabled() -> bool:
 
 
 # ---------------------------------------------------------------- kernels that differ by backend
+_deterministic = True
+
+
+def use_deterministic_algorithms(mode: bool) -> None:
+    """Choose how GPU scatter-adds (the backward of embedding, integer indexing and gather)
+    accumulate: True (the default) sorts the indices and sums each run of equal ones, so a
+    gradient is the same bits on every run and `--resume` stays exact; False uses cupy's
+    atomic `add.at`, where float additions to one element happen in whatever order the
+    threads arrive. The CPU is deterministic either way. (PyTorch's name for the switch.)"""
+    global _deterministic
+    _deterministic = bool(mode)
+
+
+def are_deterministic_algorithms_enabled() -> bool:
+    return _deterministic
+
+
+def index_span(index) -> tuple:
+    """(min, max) of an integer array as Python ints, for bounds checks: one reduction pair
+    and a single read from the device (cupy wraps out-of-range indices silently, numpy
+    raises, so the ops check first and raise the same IndexError on both)."""
+    xp = array_module(index)
+    lo, hi = xp.stack((index.min(), index.max())).tolist()
+    return int(lo), int(hi)
+
+
 def scatter_add(target, index, values) -> None:
-    """target[index] += values, accumulating repeated indices (np.add.at semantics), in place."""
-    if type(target) is np.ndarray:
-        np.add.at(target, index, values)
-    else:
-        import cupyx
-        cupyx.scatter_add(target, index, values)
+    """target[index] += values, accumulating repeated indices (np.add.at semantics), in place.
+
+    On cupy, deterministic by default: the flat positions `index` selects are summed with
+    `index_add_rows` (sorted segment sums) and added once; `use_deterministic_algorithms(False)`
+    takes `cupy.add.at` (atomics) instead. Indices must be in range (callers check)."""
+    xp = array_module(target)
+    if xp is np or not _deterministic:
+        xp.add.at(target, index, values)
+        return
+    flat = xp.arange(target.size).reshape(target.shape)[index]           # the flat position of each value
+    vals = xp.broadcast_to(values, flat.shape).reshape(-1, 1)
+    target += index_add_rows(target.size, flat.reshape(-1), vals).reshape(target.shape)
 
 
 def index_add_rows(num_rows: int, index, values):
@@ -158,7 +204,8 @@ def index_add_rows(num_rows: int, index, values):
     embedding) are one assignment. Measured and rejected for small tables: a one-hot matmul
     (onehot(R, N) @ values) and `np.bincount` with weights were no faster at GPT's
     (65 rows, 768 indices, 128 wide) and the matmul collapses when BLAS threads have to share
-    the cores. On cupy an atomic scatter-add kernel does it.
+    the cores. On cupy see `_segment_sums` (deterministic, the default) or `cupy.add.at`
+    (atomic, after `use_deterministic_algorithms(False)`).
     """
     xp = array_module(values)
     out = xp.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)
@@ -166,9 +213,10 @@ def index_add_rows(num_rows: int, index, values):
     if n == 0:
         return out
     if xp is not np:
-        import cupyx
-        cupyx.scatter_add(out, index, values)
-        return out
+        if not _deterministic:
+            xp.add.at(out, index, values)
+            return out
+        return _segment_sums(out, index, values)
     order = np.argsort(index, kind="stable")
     sorted_idx = index[order]
     starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])   # first row of each run
@@ -186,6 +234,27 @@ def index_add_rows(num_rows: int, index, values):
     rows = order[~np.repeat(single, lens)]             # the rows of repeated indices, still sorted
     run_lens = lens[multi]
     out[sorted_idx[starts[multi]]] = np.add.reduceat(values[rows], np.r_[0, np.cumsum(run_lens[:-1])], axis=0)
+    return out
+
+
+def _segment_sums(out, index, values):
+    """out[r] = sum of values[i] over i with index[i] == r, with no atomics and no host sync:
+    the same bits on every run.
+
+    Sort the indices (stable), prefix-sum the rows in that order in float64, and give each
+    row of a run of equal indices the run's total, cs[end] - cs[start] (start and end found
+    by binary search in the sorted indices). Every row of a run then holds the same value, so
+    writing them all to out[index] is deterministic. The float64 prefix sum keeps the
+    difference exact to well below float32 rounding (and to ~N * 1e-16 of the prefix for
+    float64 inputs). About ten kernels; no data-dependent shapes, so nothing is read back."""
+    xp = array_module(values)
+    order = xp.argsort(index)                 # cupy: CUB radix sort, stable
+    sorted_idx = index[order]
+    cs = xp.cumsum(values[order], axis=0, dtype=np.float64)
+    cs = xp.concatenate([xp.zeros((1,) + cs.shape[1:], dtype=np.float64), cs])   # cs[k] = sum of the first k rows
+    start = xp.searchsorted(sorted_idx, sorted_idx, side="left")
+    end = xp.searchsorted(sorted_idx, sorted_idx, side="right")
+    out[sorted_idx] = (cs[end] - cs[start]).astype(out.dtype, copy=False)
     return out
 
 

@@ -808,7 +808,7 @@ def _erf(x, out=None, dtype=None):
         from scipy.special import erf as serf
         res = serf(xa)
     except ImportError:
-        res = np.frompyfunc(math.erf, 1, 1)(xa).astype(np.result_type(xa, np.float32) if np.ndim(xa) else float)
+        res = np.asarray(np.frompyfunc(math.erf, 1, 1)(xa), dtype=np.float64)
     _launch("erf")
     res = np.asarray(res).astype(getattr(xa, "dtype", np.float64), copy=False)
     if out is not None:

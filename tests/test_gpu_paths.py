@@ -208,3 +208,37 @@ def test_an_unlogged_training_step_reads_nothing_back(cuda, _cupy_standin):
     train_step(model, opt, x, y)
     c = _cupy_standin.counters
     assert c.syncs == 0 and c.h2d_copies == 0, c.snapshot()
+
+
+# ================================================================ 7 (backend part). the device generator
+def test_the_device_generator_gives_the_same_bits_on_every_device(device):
+    g = backend.DeviceGenerator(1234)
+    a32, a64 = g.random((3, 5), np.float32, "cpu"), g.random(7, np.float64, "cpu")
+    g.manual_seed(1234)
+    dev = backend.canonical_device(device)
+    b32, b64 = g.random((3, 5), np.float32, dev), g.random(7, np.float64, dev)
+    assert backend.device_of(b32) == dev and b32.dtype == np.float32 and b64.dtype == np.float64
+    assert backend.to_numpy(b32).tobytes() == a32.tobytes() and backend.to_numpy(b64).tobytes() == a64.tobytes()
+
+
+def test_the_device_generator_state_continues_the_stream_exactly():
+    g = backend.DeviceGenerator(7)
+    g.random(100)
+    state = g.get_state()
+    assert state == {"seed": 7, "counter": 100}
+    want = g.random((4, 4))
+    g.random(9)
+    g.set_state(state)
+    np.testing.assert_array_equal(g.random((4, 4)), want)
+    tg.manual_seed(7)                      # manual_seed seeds it too
+    assert backend.device_rng.get_state() == {"seed": 7, "counter": 0}
+
+
+def test_the_device_generator_is_uniform():
+    u = backend.DeviceGenerator(0).random(200_000, np.float64)
+    assert 0.0 <= u.min() and u.max() < 1.0
+    assert abs(u.mean() - 0.5) < 3e-3 and abs(u.var() - 1 / 12) < 3e-3
+    hist = np.histogram(u, bins=20, range=(0, 1))[0]
+    assert hist.min() > 0.95 * 10_000 and hist.max() < 1.05 * 10_000
+    a, b = backend.DeviceGenerator(0).random(1000), backend.DeviceGenerator(1).random(1000)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.1   # neighbouring seeds are unrelated streams

@@ -150,6 +150,66 @@ def tf32_enabled() -> bool:
     return _tf32
 
 
+# ---------------------------------------------------------------- the device random generator
+class DeviceGenerator:
+    """Uniform random numbers drawn where they are used (on the GPU for a cupy array), from a
+    seed and a counter, so no mask is copied from the host and the state is two integers
+    that a checkpoint can keep.
+
+    Number i of a draw is splitmix64(seed_key + (counter + i) * golden) (Steele, Lea and Flood's
+    SplitMix64 finaliser over a Weyl sequence), its top 24 bits (float32) or 53 bits (float64)
+    scaled to [0, 1); the counter then advances by the number of values drawn. It is integer
+    arithmetic only, so numpy and cupy give the same bits: a seed gives the same numbers on
+    every device, and restoring (seed, counter) continues the stream exactly."""
+
+    _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+    _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+    def __init__(self, seed: int = 0):
+        self.manual_seed(seed)
+
+    def manual_seed(self, seed: int) -> None:
+        self.seed, self.counter = int(seed) % (1 << 64), 0
+
+    def get_state(self) -> dict:
+        return {"seed": self.seed, "counter": self.counter}
+
+    def set_state(self, state: dict) -> None:
+        self.seed, self.counter = int(state["seed"]) % (1 << 64), int(state["counter"])
+
+    @classmethod
+    def _mix(cls, z, xp):
+        z ^= z >> np.uint64(30)
+        xp.multiply(z, cls._M1, out=z)
+        z ^= z >> np.uint64(27)
+        xp.multiply(z, cls._M2, out=z)
+        z ^= z >> np.uint64(31)
+        return z
+
+    def random(self, shape, dtype=np.float32, device: str = "cpu"):
+        """An array of `shape` uniform on [0, 1) in `dtype` (float32 or float64) on `device`."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"DeviceGenerator.random: dtype must be float32 or float64, got {dtype}")
+        xp = xp_for(device)
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        n = int(np.prod(shape))
+        key = self._mix(np.array([self.seed], dtype=np.uint64), np)[0]          # decorrelates nearby seeds
+        with use_device(device):
+            z = xp.arange(n, dtype=np.uint64)
+            z += np.uint64(self.counter % (1 << 64))
+            xp.multiply(z, self._GOLDEN, out=z)
+            z += key
+            self._mix(z, xp)
+            bits = 24 if dtype == np.float32 else 53
+            out = (z >> np.uint64(64 - bits)).astype(dtype) * dtype.type(2.0 ** -bits)
+        self.counter += n
+        return out.reshape(shape)
+
+
+device_rng = DeviceGenerator(0)
+
+
 # ---------------------------------------------------------------- kernels that differ by backend
 _deterministic = True
 

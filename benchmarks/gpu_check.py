@@ -19,6 +19,13 @@ Sections of the report:
      step on the cupy API stand-in: a property of the code, not of the GPU), and whether the
      real step synchronises (cupyx.allow_synchronize(False)).
 
+What the GPU machine needs besides cupy and numpy: pytest and hypothesis for section 1
+(tqdm optional). Without internet there, carry them as wheels from a machine that has it:
+
+    pip download --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+        --implementation cp -d wheels pytest hypothesis tqdm
+    pip install --no-index --find-links wheels pytest hypothesis tqdm      # on the GPU machine
+
 `--standin` runs everything on the numpy-backed cupy API stand-in (tests/cupy_standin) in
 small sizes: a rehearsal of the script itself, whose report says so at the top; its timings
 mean nothing. Every step has a time limit taken from what is left of --budget seconds; a step
@@ -138,6 +145,12 @@ class Check:
     def suite(self):
         self.say("\n## 1. The test suite with the cuda cases on " + ("the stand-in" if self.a.standin else "the GPU"))
         if not self.fits("suite", 30):
+            return
+        missing = [m for m in ("pytest", "hypothesis") if subprocess.run(
+            [sys.executable, "-c", f"import {m}"], capture_output=True).returncode != 0]
+        if missing:
+            self.fail(f"the test suite needs {' and '.join(missing)}: install them (as wheels, see this script's "
+                      "docstring) and run again")
             return
         targets = ["tests/test_gpu_paths.py", "tests/test_devices.py"] if self.a.standin else []
         cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *targets]

@@ -203,6 +203,22 @@ class Check:
                      f"{tol:g} | {'ok' if ok else 'FAIL'} |")
             if not ok:
                 self.fail(f"parity {np.dtype(dtype).name}")
+        # does set_tf32 reach cupy's matmuls? batched (B, T, C) @ (C, D), as the GPT's Linear, and 2-D
+        errs = {}
+        for shape in ((4, 256, 384), (1024, 384)):
+            tg.manual_seed(1)
+            a, w = tg.randn(*shape, device="cuda"), tg.randn(384, 384, device="cuda")
+            exact = (a.double() @ w.double()).cpu().numpy()
+            for flag in (False, True):
+                tg.set_tf32(flag)
+                got = (a @ w).cpu().numpy()
+                errs[(len(shape), flag)] = float(np.max(np.abs(got - exact)) / np.max(np.abs(exact)))
+            tg.set_tf32(False)
+        self.say("\nfloat32 matmul against float64, max relative error: " + "; ".join(
+            f"{'batched' if nd == 3 else '2-D'} TF32 {'on' if f else 'off'} {e:.1e}" for (nd, f), e in errs.items()))
+        for nd in (3, 2):
+            if not errs[(nd, True)] > 10 * errs[(nd, False)]:
+                self.fail(f"set_tf32(True) did not change the {'batched' if nd == 3 else '2-D'} float32 matmul")
 
     # ------------------------------------------------------------ 3. model-step bench, TF32 off and on
     def bench(self):

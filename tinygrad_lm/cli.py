@@ -11,13 +11,13 @@ import sys
 
 
 def _add_train(sub):
+    from .train_config import PRESET_ABOUT, PRESETS, describe_preset
     p = sub.add_parser("train", help="train a GPT on a text file (default: the built-in corpus)",
                        description="Train a GPT. Without flags: the 'default' setup on the built-in corpus "
                                    "(Python's own documentation topics), about 5 minutes on 2 CPU cores.")
-    p.add_argument("--preset", choices=["default", "cpu", "gpu"], default="default",
-                   help="cpu = nanoGPT's CPU config (4x4x128, block 64, batch 12, 2000 iters); "
-                        "gpu = nanoGPT's baby Shakespeare config (6x6x384, block 256, batch 64, 5000 iters, dropout 0.2); "
-                        "default = the quick-start run. Explicit flags override the preset.")
+    p.add_argument("--preset", choices=list(PRESETS), default="default",
+                   help="; ".join(f"{name} = {PRESET_ABOUT[name]} ({describe_preset(name)})" for name in PRESETS)
+                        + ". Explicit flags override the preset.")
     p.add_argument("--data", help="a UTF-8 text file to train on (default: the built-in corpus)")
     p.add_argument("--tokenizer", choices=["char", "bpe"])
     p.add_argument("--vocab-size", type=int, help="BPE vocabulary size (>= 256)")
@@ -33,21 +33,16 @@ def _add_train(sub):
     p.add_argument("--device", help="cpu (default), cuda or cuda:N")
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--out-dir", help="where checkpoints, loss.csv and loss.png go (default: out)")
-    p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out-dir exactly where it stopped")
-    p.add_argument("--force", action="store_true", help="overwrite a checkpoint already in --out-dir")
+    # default None (not False): a flag left out is not "given", so TrainConfig's default stands
+    p.add_argument("--resume", action="store_true", default=None, help="continue the checkpoint in --out-dir exactly where it stopped")
+    p.add_argument("--force", action="store_true", default=None, help="overwrite a checkpoint already in --out-dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
 
-# The quick-start run: sized to finish in about 5 minutes on a 2-core CPU (see README).
-DEFAULT_PRESET = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=16, max_iters=3000, lr=1e-3,
-                      min_lr=1e-4, lr_decay_iters=3000, warmup_iters=100, dropout=0.0, beta2=0.99, weight_decay=0.1,
-                      grad_clip=1.0, eval_interval=500, eval_iters=20)
-
-
 def cmd_train(a):
-    from .train import PRESETS, config_from_args, train
-    PRESETS.setdefault("default", DEFAULT_PRESET)
+    from .train import train
+    from .train_config import config_from_args
     args = {k: v for k, v in vars(a).items() if k not in ("func", "preset", "command", "no_progress")}
     cfg = config_from_args(args, a.preset)
     cfg.progress = not a.no_progress
@@ -76,8 +71,8 @@ def _add_sample(sub):
 
 def cmd_sample(a):
     import numpy as np
+    from .checkpoint import load_model
     from .generate import generate, validate_options
-    from .train import load_model
     validate_options(a.strategy, a.temperature, a.top_k, a.top_p, a.beam_width, a.num_samples)
     if a.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {a.max_new_tokens}")
@@ -112,8 +107,9 @@ def _add_eval(sub):
 
 
 def cmd_eval(a):
-    from .data import load_text
-    from .train import evaluate_split, load_corpus, load_model, encode_splits
+    from .checkpoint import load_model
+    from .data import encode_splits, load_corpus, load_text
+    from .evaluate import evaluate_split
     if a.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
     model, tok, meta = load_model(a.out_dir, a.device)
@@ -144,9 +140,8 @@ def _add_ngram(sub):
 
 def cmd_ngram(a):
     import numpy as np
-    from .data import CharTokenizer, train_val_split
+    from .data import CharTokenizer, load_corpus, train_val_split
     from .ngram import ngram_table, word_ids
-    from .train import load_corpus
     if any(n < 1 for n in a.n):
         raise ValueError(f"--n must be >= 1, got {a.n}")
     if a.k < 0:

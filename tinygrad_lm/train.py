@@ -1,182 +1,41 @@
-"""Training, evaluation and checkpoint round trips for the GPT: the plain loop of nanoGPT's
-train.py, on our engine.
+"""Training the GPT: the plain loop of nanoGPT's train.py, on our engine.
 
 One step: draw a random batch of (B, T) windows, x = tokens[i:i+T], y = tokens[i+1:i+T+1]
 (every position is a next-token prediction, so one window gives T training targets),
 loss = mean cross-entropy of the logits against y, backward, clip the gradient norm,
 AdamW step with a warmup + cosine learning rate.
+
+`train(cfg)` runs a whole configured run (TrainConfig and the preset table: train_config.py)
+and writes into cfg.out_dir: the checkpoint (checkpoint.py; at every evaluation, at the end
+and on Ctrl-C), loss.csv (a row per step and per evaluation) and, with matplotlib, loss.png.
+`train_step` and `fit` are the loop's body for scripts, examples and benchmarks.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import numpy as np
 
 from . import backend
-from .tensor import get_rng_state, manual_seed, set_rng_state
-from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint, save_checkpoint
-from .data import (DataError, builtin_corpus, build_tokenizer, get_batch, iter_eval_batches, load_text,
-                   tokenizer_from_dict, train_val_split, CORPUS_NAME)
-from .tensor import Tensor, no_grad
+from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, checkpoint_dir, load_training_checkpoint,
+                         model_dtype, save_training_checkpoint)
+from .data import build_tokenizer, encode_splits, get_batch, load_corpus
+from .evaluate import estimate_loss
+from .fileio import atomic_write
+from .tensor import Tensor, get_rng_state, manual_seed, set_rng_state
+from .train_config import PRESETS, TrainConfig, config_from_args
 
-MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "gelu_approximate")
-_MODEL_KEY_DEFAULTS = {"gelu_approximate": "tanh"}  # for checkpoints written before the key existed
-
-
-@dataclass
-class TrainConfig:
-    # data
-    data: str | None = None          # a UTF-8 text file; None = the built-in corpus
-    tokenizer: str = "char"          # char | bpe
-    vocab_size: int | None = None    # for bpe
-    # model
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    bias: bool = False
-    gelu_approximate: str = "tanh"   # tanh (GPT-2's gelu_new) | none (exact erf, nanoGPT's nn.GELU())
-    # optimisation
-    batch_size: int = 12
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    max_iters: int = 2000
-    lr_decay_iters: int | None = None  # default: max_iters
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    # evaluation and logging
-    eval_interval: int = 250
-    eval_iters: int = 20
-    sample_tokens: int = 200
-    seed: int = 1337
-    device: str = "cpu"
-    dtype: str = "float32"
-    out_dir: str = "out"
-    resume: bool = False
-    force: bool = False
-    progress: bool = True
-    explicit: tuple = ()             # names of the options given on the command line (checked on --resume)
-
-    def validate(self) -> None:
-        def need(cond, msg):
-            if not cond:
-                raise ValueError(msg)
-        need(self.n_layer >= 1, f"--n-layer must be >= 1, got {self.n_layer}")
-        need(self.n_head >= 1 and self.n_embd >= 1, f"--n-head and --n-embd must be >= 1, got {self.n_head} and {self.n_embd}")
-        need(self.n_embd % self.n_head == 0, f"--n-embd {self.n_embd} is not divisible by --n-head {self.n_head}")
-        need(self.block_size >= 1, f"--block-size must be >= 1, got {self.block_size}")
-        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        need(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
-        need(self.lr > 0 and self.min_lr >= 0, f"--lr must be > 0 and --min-lr >= 0, got {self.lr} and {self.min_lr}")
-        need(self.max_iters >= 0 and self.warmup_iters >= 0, "--max-iters and --warmup-iters must be >= 0")
-        need(self.eval_interval >= 1 and self.eval_iters >= 1, "--eval-interval and --eval-iters must be >= 1")
-        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"--beta1/--beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
-        need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 disables), got {self.grad_clip}")
-        need(self.gelu_approximate in ("tanh", "none"), f"--gelu-approximate must be tanh or none, got {self.gelu_approximate!r}")
-        need(self.tokenizer in ("char", "bpe"), f"--tokenizer must be char or bpe, got {self.tokenizer!r}")
-        need(self.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {self.dtype!r}")
-        if self.tokenizer == "bpe":
-            need(self.vocab_size is not None and self.vocab_size >= 256, f"--tokenizer bpe needs --vocab-size >= 256, got {self.vocab_size}")
-
-
-PRESETS = {
-    # nanoGPT's CPU config (config/train_shakespeare_char.py with its "on a macbook" overrides)
-    "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000, lr=1e-3,
-                min_lr=1e-4, lr_decay_iters=2000, warmup_iters=100, dropout=0.0, beta2=0.99, weight_decay=0.1,
-                grad_clip=1.0, eval_interval=250, eval_iters=20),
-    # nanoGPT's baby Shakespeare config (config/train_shakespeare_char.py)
-    "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, max_iters=5000, lr=1e-3,
-                min_lr=1e-4, lr_decay_iters=5000, warmup_iters=100, dropout=0.2, beta2=0.99, weight_decay=0.1,
-                grad_clip=1.0, eval_interval=250, eval_iters=200),
-}
-
-
-# ---------------------------------------------------------------- data
-def load_corpus(path: str | None) -> tuple[str, str]:
-    """(text, name): the file at `path`, or the built-in corpus."""
-    if path is None:
-        return builtin_corpus(), CORPUS_NAME
-    return load_text(path), path
-
-
-def encode_splits(text: str, tok, block_size: int):
-    ids = tok.encode_array(text)
-    train, val = train_val_split(ids)
-    for name, split in (("train", train), ("val", val)):
-        if len(split) < block_size + 1:
-            raise DataError(f"the {name} split has {len(split)} tokens; need at least block_size + 1 = {block_size + 1} "
-                            f"(the corpus has {len(ids)} tokens in all: use a longer text or a smaller --block-size)")
-    return train, val
-
-
-# ---------------------------------------------------------------- model construction
-def build_model(config: dict, device: str = "cpu", dtype: str = "float32"):
-    from .models.gpt import GPT, GPTConfig
-    model = GPT(GPTConfig(**config))
-    if dtype != "float32":
-        for p in model.parameters():
-            p.data = p.data.astype(dtype)
-    return model.to(device) if device != "cpu" else model
-
-
-def model_arrays(model) -> dict:
-    return {k: backend.to_numpy(v.data if isinstance(v, Tensor) else v) for k, v in model.state_dict().items()}
-
-
-def load_model(out_dir: str, device: str = "cpu"):
-    """-> (model, tokenizer, meta) from the checkpoint in out_dir."""
-    arrays, _, meta = load_checkpoint(out_dir)
-    try:
-        tok = tokenizer_from_dict(meta["tokenizer"])
-        model = build_model(meta["config"], "cpu", meta.get("dtype", "float32"))
-        model.load_state_dict({k: Tensor(v) for k, v in arrays.items()})
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint in {out_dir} does not match its own config: {e}") from None
-    if device != "cpu":
-        model.to(device)
-    model.eval()
-    return model, tok, meta
-
-
-def split_arrays(obj, arrays: dict, prefix: str = ""):
-    """A JSON-able skeleton of a nested state (dicts, lists, numbers) in which every array is
-    replaced by {"__array__": key}, the arrays going into `arrays` (for safetensors)."""
-    if isinstance(obj, dict):
-        return {str(k): split_arrays(v, arrays, f"{prefix}{k}.") for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [split_arrays(v, arrays, f"{prefix}{i}.") for i, v in enumerate(obj)]
-    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        key = prefix[:-1]
-        arrays[key] = backend.to_numpy(obj.data if isinstance(obj, Tensor) else obj)
-        return {"__array__": key}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def join_arrays(skeleton, arrays: dict):
-    """The inverse of split_arrays."""
-    if isinstance(skeleton, dict):
-        if set(skeleton) == {"__array__"}:
-            try:
-                return arrays[skeleton["__array__"]]
-            except KeyError:
-                raise CheckpointError(f"optimizer state is missing array {skeleton['__array__']!r}") from None
-        return {k: join_arrays(v, arrays) for k, v in skeleton.items()}
-    if isinstance(skeleton, list):
-        return [join_arrays(v, arrays) for v in skeleton]
-    return skeleton
+# TrainConfig, PRESETS and config_from_args live in train_config.py (no engine imports, so the
+# CLI's parser can read them without importing this module) and are part of this one's API.
+__all__ = ["PRESETS", "TrainConfig", "config_from_args", "fit", "lr_at", "prepare_out_dir", "train", "train_step"]
 
 
 # ---------------------------------------------------------------- one step
@@ -214,42 +73,9 @@ def _model_device(model) -> str:
     return next(iter(model.parameters())).device
 
 
-# ---------------------------------------------------------------- evaluation
-@no_grad()
-def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, iters: int, seed: int, device: str) -> float:
-    """Mean loss over `iters` random batches from a generator seeded with `seed` (the same
-    batches at every evaluation, so the curve compares like with like)."""
-    rng = np.random.default_rng(seed)
-    was = model.training
-    model.eval()
-    losses = []
-    for _ in range(iters):
-        x, y = get_batch(data, batch_size, block_size, rng)
-        _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
-        losses.append(loss.data)
-    model.train(was)
-    return float(np.mean([float(l) for l in losses]))
-
-
-@no_grad()
-def evaluate_split(model, data: np.ndarray, batch_size: int, device: str, max_batches: int | None = None) -> dict:
-    """Exact loss over a whole split: contiguous windows of block_size, every token scored once.
-    Perplexity = exp(mean negative log-likelihood per token)."""
-    block = model.config.block_size
-    model.eval()
-    total, count = 0.0, 0
-    for i, (x, y) in enumerate(iter_eval_batches(data, batch_size, block)):
-        if max_batches is not None and i >= max_batches:
-            break
-        _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
-        total += float(loss.data) * y.size
-        count += y.size
-    nll = total / max(count, 1)
-    return {"loss": nll, "perplexity": math.exp(nll), "tokens": count}
-
-
 # ---------------------------------------------------------------- the loop
-def _lr_at(it: int, cfg: TrainConfig) -> float:
+def lr_at(it: int, cfg: TrainConfig) -> float:
+    """The learning rate of step `it` under cfg's warmup + cosine schedule (optim.get_lr)."""
     from .optim import get_lr
     return get_lr(it, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters, cfg.lr, cfg.min_lr)
 
@@ -307,17 +133,15 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
     start_iter, best_val, history = 0, math.inf, []
     if cfg.resume:
-        arrays, optim_arrays, meta = load_checkpoint(cfg.out_dir)
-        tok = tokenizer_from_dict(meta["tokenizer"])
-        for k in MODEL_KEYS:  # the architecture comes from the checkpoint
-            saved = meta["config"].get(k, _MODEL_KEY_DEFAULTS.get(k))
-            if k in cfg.explicit and getattr(cfg, k) != saved:
+        model, tok, meta, optim_state = load_training_checkpoint(cfg.out_dir)
+        # the architecture and dtype come from the checkpoint; a flag that contradicts them is refused
+        saved = {**{k: getattr(model.config, k) for k in MODEL_KEYS}, "dtype": model_dtype(meta)}
+        for k, v in saved.items():
+            if k in cfg.explicit and getattr(cfg, k) != v:
                 raise ValueError(f"--resume: --{k.replace('_', '-')} {getattr(cfg, k)} differs from the checkpoint's "
-                                 f"{saved} (the architecture of a resumed run comes from its checkpoint)")
-            setattr(cfg, k, saved)
+                                 f"{v} (a resumed run keeps its checkpoint's architecture and dtype)")
+            setattr(cfg, k, v)
         train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
-        model = build_model(meta["config"], "cpu", meta.get("dtype", cfg.dtype))
-        model.load_state_dict({k: Tensor(v) for k, v in arrays.items()})
         start_iter, best_val = meta["step"], meta.get("best_val_loss", math.inf)
         history = [h for h in meta.get("history", []) if h["step"] < start_iter]
     else:
@@ -332,7 +156,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
     rng = np.random.default_rng(cfg.seed)
     if cfg.resume:
-        optimizer.load_state_dict(join_arrays(meta["optimizer"], optim_arrays))
+        optimizer.load_state_dict(optim_state)
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
     n_params = sum(p.numel() for p in model.parameters())
@@ -343,17 +167,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
     os.makedirs(cfg.out_dir, exist_ok=True)
     csv_path = os.path.join(cfg.out_dir, "loss.csv")
-    rows = [r for r in _read_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
+    rows = [r for r in _read_loss_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
 
     def save(step):
-        opt_arrays = {}
-        opt_plain = split_arrays(optimizer.state_dict(), opt_arrays)
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
-                "model_rng": get_rng_state(), "optimizer": opt_plain, "train_config": asdict(cfg),
-                "corpus": corpus_name}
-        save_checkpoint(cfg.out_dir, model_arrays(model), opt_arrays, meta)
-        _write_csv(csv_path, rows)
+                "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name}
+        save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
+        _write_loss_csv(csv_path, rows)
 
     tokens_per_step = cfg.batch_size * cfg.block_size
     t0 = time.perf_counter()
@@ -380,7 +201,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 interrupted = True
                 break
             ts = time.perf_counter()
-            lr = _lr_at(it, cfg)
+            lr = lr_at(it, cfg)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             x, y = get_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
@@ -402,7 +223,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         save(it)
         log(f"interrupted: saved a checkpoint at step {it} in {cfg.out_dir} (continue with --resume)")
     elapsed = time.perf_counter() - t0
-    _plot(cfg.out_dir, rows, log)
+    _plot_losses(cfg.out_dir, rows, log)
     summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": math.exp(best_val) if best_val < math.inf else math.inf,
                "seconds": elapsed, "tokens_per_second": steps_done * tokens_per_step / max(train_time, 1e-9),
                "interrupted": interrupted, "out_dir": cfg.out_dir}
@@ -444,26 +265,26 @@ def _progress(cfg, start):
                 disable=None)
 
 
-_CSV_FIELDS = ["step", "lr", "loss", "eval_train_loss", "eval_val_loss", "val_perplexity"]
+# loss.csv's columns: a training step fills lr and loss, an evaluation the last three
+LOSS_CSV_FIELDS = ["step", "lr", "loss", "eval_train_loss", "eval_val_loss", "val_perplexity"]
 
 
-def _read_csv(path):
+def _read_loss_csv(path):
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
-def _write_csv(path, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+def _write_loss_csv(path, rows):
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=LOSS_CSV_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, text.getvalue())
 
 
-def _plot(out_dir, rows, log):
+def _plot_losses(out_dir, rows, log):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -482,25 +303,9 @@ def _plot(out_dir, rows, log):
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.legend()
     fig.tight_layout()
-    path = os.path.join(out_dir, "loss.png")
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    path = os.path.join(out_dir, "loss.png")
+    atomic_write(path, png.getbuffer())
     return path
-
-
-def config_from_args(args: dict, preset: str | None) -> TrainConfig:
-    """TrainConfig from a preset overridden by explicitly given values (None = not given)."""
-    cfg = TrainConfig()
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-        for k, v in PRESETS[preset].items():
-            setattr(cfg, k, v)
-    names = {f.name for f in fields(TrainConfig)}
-    given = []
-    for k, v in args.items():
-        if k in names and v is not None:
-            setattr(cfg, k, v)
-            given.append(k)
-    cfg.explicit = tuple(given)
-    return cfg

@@ -10,7 +10,7 @@ Typical use::
 """
 
 from .batches import get_batch, iter_eval_batches, num_eval_tokens
-from .corpus import CORPUS_NAME, DataError, builtin_corpus, load_text, train_val_split
+from .corpus import CORPUS_NAME, DataError, builtin_corpus, encode_splits, load_corpus, load_text, train_val_split
 from .tokenizer import (
     SPLIT_PATTERN,
     BPETokenizer,
@@ -32,8 +32,10 @@ __all__ = [
     "TokenizerError",
     "build_tokenizer",
     "builtin_corpus",
+    "encode_splits",
     "get_batch",
     "iter_eval_batches",
+    "load_corpus",
     "load_text",
     "load_tokenizer",
     "num_eval_tokens",

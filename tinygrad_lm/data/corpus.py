@@ -17,6 +17,8 @@ __all__ = [
     "CORPUS_NAME",
     "DataError",
     "builtin_corpus",
+    "encode_splits",
+    "load_corpus",
     "load_text",
     "train_val_split",
 ]
@@ -109,3 +111,26 @@ def train_val_split(ids: np.ndarray, frac: float = 0.9) -> tuple[np.ndarray, np.
         raise ValueError(f"train fraction must be in (0, 1], got {frac}")
     n = int(frac * len(arr))
     return arr[:n], arr[n:]
+
+
+def load_corpus(path: PathLike | None) -> tuple[str, str]:
+    """``(text, name)``: the UTF-8 text file at ``path``, or the built-in corpus when ``path``
+    is None (its name is then :data:`CORPUS_NAME`)."""
+    if path is None:
+        return builtin_corpus(), CORPUS_NAME
+    return load_text(path), os.fspath(path)
+
+
+def encode_splits(text: str, tokenizer, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tokenize ``text`` and split it 90/10 (:func:`train_val_split`) -> ``(train, val)`` ids.
+
+    Each split must hold at least ``block_size + 1`` tokens (one window and its shifted
+    targets); otherwise a :class:`DataError` says which split and what to change.
+    """
+    ids = tokenizer.encode_array(text)
+    train, val = train_val_split(ids)
+    for name, split in (("train", train), ("val", val)):
+        if len(split) < block_size + 1:
+            raise DataError(f"the {name} split has {len(split)} tokens; need at least block_size + 1 = {block_size + 1} "
+                            f"(the corpus has {len(ids)} tokens in all: use a longer text or a smaller --block-size)")
+    return train, val

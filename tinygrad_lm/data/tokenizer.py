@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections import Counter
-from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 
+from ..fileio import atomic_write
 from .corpus import DataError
 
 __all__ = [
@@ -566,21 +565,8 @@ def build_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Toke
 
 
 def save_json_atomic(obj: Any, path: PathLike) -> None:
-    """Write ``obj`` as JSON to ``path`` via a same-directory temp file + ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=None)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``obj`` as JSON to ``path`` atomically (see :func:`tinygrad_lm.fileio.atomic_write`)."""
+    atomic_write(path, json.dumps(obj, ensure_ascii=False))
 
 
 def load_tokenizer(path: PathLike) -> Tokenizer:

@@ -304,3 +304,68 @@ def runtime(reverse: bool = False) -> EmuRuntime:
     if rt is None:
         rt = _runtimes[reverse] = EmuRuntime(reverse=reverse)
     return rt
+
+
+# ================================================================ the cupy stand-in's RawModule
+_SM90_LIMITS = {"MultiProcessorCount": 132, "MaxSharedMemoryPerBlockOptin": 227 * 1024}   # an H100 / H200
+
+
+def attach_to_standin(standin):
+    """Let the numpy-backed cupy stand-in (tests/cupy_standin) run tinygrad_lm's CUDA kernels: it
+    compiles no CUDA, so its `cupy.RawModule` becomes one whose kernels run through this
+    emulation on the stand-in arrays' numpy buffers, with cupy's calling convention (stand-in
+    arrays as pointers, size-1 numpy arrays as by-value structs, numpy scalars, None as a null
+    pointer; above 48 KB of dynamic shared memory the kernel must have been opted in, as on a
+    GPU). Each launch counts as one stand-in launch ("kernel:<name>"). `Device.attributes`, which
+    the stand-in lacks, reports an sm_90 GPU's limits. Without a C++ compiler the kernels are
+    switched off instead (the generic cupy path runs). Returns a function that undoes it all."""
+    from tinygrad_lm import backend
+    cupy_mod = standin._make_modules()["cupy"]
+    if compiler_available() is not None:
+        prev = backend.kernels_enabled()
+        backend.use_kernels(False)
+        return lambda: backend.use_kernels(prev)
+    rt = runtime()
+
+    class RawKernel:
+        def __init__(self, file, name):
+            self.file, self.name, self.max_dynamic_shared_size_bytes = file, name, 48 * 1024
+
+        def __call__(self, grid, block, args, *, shared_mem=0):
+            if shared_mem > self.max_dynamic_shared_size_bytes:
+                raise standin.CUDARuntimeError(f"{self.name}: {shared_mem} bytes of dynamic shared memory without "
+                                               "opting in (max_dynamic_shared_size_bytes)")
+            standin._launch(f"kernel:{self.name}")
+            out = []
+            for a in args:
+                if isinstance(a, standin.ndarray):
+                    out.append(a._a)
+                elif isinstance(a, np.ndarray):
+                    out.append(K.ByValue(a))            # cupy passes size-1 numpy arrays by value
+                else:
+                    out.append(a)
+            rt.launch(rt.function(self.file, self.name), grid, block, tuple(out), shared_mem)
+
+    class RawModule:
+        def __init__(self, *, code=None, path=None, options=(), backend="nvrtc", translate_cucomplex=False,
+                     enable_cooperative_groups=False, name_expressions=None, jitify=None):
+            files = [f for f in K.SOURCES if K.load_source(f) == code]
+            if not files:
+                raise NotImplementedError("the stand-in's RawModule runs only tinygrad_lm's own kernel sources")
+            self.file, self.names, self._kernels = files[0], tuple(name_expressions or ()), {}
+
+        def get_function(self, name):
+            if name not in self.names:                  # NVRTC lowers only the declared name expressions
+                raise standin.CUDARuntimeError(f"{name} is not one of the module's name expressions")
+            return self._kernels.setdefault(name, RawKernel(self.file, name))
+
+    saved = cupy_mod.__dict__.get("RawModule")
+    cupy_mod.__dict__["RawModule"] = RawModule
+    standin.Device.attributes = property(lambda self: dict(_SM90_LIMITS))
+
+    def detach():
+        cupy_mod.__dict__.pop("RawModule", None)
+        if saved is not None:
+            cupy_mod.__dict__["RawModule"] = saved
+        del standin.Device.attributes
+    return detach

@@ -180,7 +180,7 @@ def runtime_for(arr):
         return backend.host_kernel_runtime()
     cp = backend._cupy
     if cp is not None and isinstance(arr, cp.ndarray):
-        if _cupy_runtime is None:
+        if _cupy_runtime is None or _cupy_runtime.cp is not cp:     # the cupy module can change (tests)
             _cupy_runtime = CupyRuntime(cp)
         return _cupy_runtime
     return None

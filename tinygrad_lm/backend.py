@@ -408,3 +408,92 @@ def tune_host_allocator(limit: int = 1 << 30) -> bool:
 
 if os.environ.get("TINYGRAD_LM_NO_MALLOC_TUNE") != "1":
     tune_host_allocator()
+
+
+# ================================================================ fused CUDA kernels: the dispatch seam
+# Ops keep one code path: their numpy code. A method that a hand-written CUDA kernel can do
+# instead (a fused op's forward and backward, an optimizer's step) is marked with
+# `@backend.kernel("name")`; for cupy arrays, with kernels enabled, the call goes to
+# tinygrad_lm/kernels (ops.py: the host side, *.cu: the kernels), and everything else runs the
+# method as written. With kernels disabled, cupy arrays run the same numpy code through cupy
+# (the generic path, the reference every kernel is tested against).
+_use_kernels = os.environ.get("TINYGRAD_LM_KERNELS", "1") != "0"
+_host_kernel_runtime = None   # runs the kernels on numpy arrays: set only by the CPU emulation under tests/
+
+
+class use_kernels:
+    """`use_kernels(True|False)`: run the fused CUDA kernels for cupy arrays (the default; the
+    environment variable TINYGRAD_LM_KERNELS=0 starts with them off), or the generic cupy path.
+    Takes effect at once; as a context manager it restores the previous choice on exit. A node
+    recorded by a kernel forward still runs the kernel backward (what forward saved differs)."""
+
+    def __init__(self, enabled: bool = True):
+        global _use_kernels
+        self.prev, _use_kernels = _use_kernels, bool(enabled)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _use_kernels
+        _use_kernels = self.prev
+
+
+def kernels_enabled() -> bool:
+    return _use_kernels
+
+
+def host_kernel_runtime():
+    return _host_kernel_runtime
+
+
+def set_host_kernel_runtime(runtime):
+    """Run the kernels on numpy arrays with `runtime` (None: never). Only the CPU emulation of
+    the CUDA kernels under tests/ uses this; returns the previous runtime."""
+    global _host_kernel_runtime
+    prev, _host_kernel_runtime = _host_kernel_runtime, runtime
+    return prev
+
+
+def kernel_launches() -> int:
+    """Fused kernels launched so far (tinygrad_lm's own kernels only; cupy's generic kernels
+    are not counted). The benchmark reads it before and after a step."""
+    import sys
+    k = sys.modules.get("tinygrad_lm.kernels")
+    return k.launch_count() if k is not None else 0
+
+
+def kernel(name: str):
+    """Mark `forward` / `backward` (of a Function) or `step` (of an optimizer) as done by the
+    CUDA kernel `name` (a key of tinygrad_lm.kernels.ops.OPS) where one applies.
+
+    forward / step: when kernels are enabled and cupy is loaded (or a host runtime is set),
+    OPS[name].runtime(...) looks at the arguments (array type, dtype, layout, options) and
+    returns the runtime to run them on, or None to run the method itself. forward records
+    that runtime on the node, and backward follows the forward: the kernel backward for a node
+    the kernel forward recorded, the method otherwise."""
+    import functools
+
+    def deco(method):
+        kind = method.__name__
+        if kind == "backward":
+            def wrapper(ctx, *args, **kw):
+                rt = ctx.__dict__.get("_kernel_rt")
+                if rt is None:
+                    return method(ctx, *args, **kw)
+                from . import kernels
+                return kernels.op_table()[name].backward(rt, ctx, *args, **kw)
+        else:
+            def wrapper(obj, *args, **kw):
+                if _use_kernels and (_cupy is not None or _host_kernel_runtime is not None) and not (
+                        args and type(args[0]) is np.ndarray and _host_kernel_runtime is None):
+                    from . import kernels
+                    impl = kernels.op_table()[name]
+                    rt = impl.runtime(obj, *args, **kw)
+                    if rt is not None:
+                        if kind == "forward":
+                            obj._kernel_rt = rt
+                        return getattr(impl, kind)(rt, obj, *args, **kw)
+                return method(obj, *args, **kw)
+        return functools.wraps(method)(wrapper)
+    return deco

@@ -46,7 +46,10 @@ GPU gives the same numbers or speed):
   CUPY_STANDIN_DEVICES) and no peer access;
 * custom kernels: RawKernel / ElementwiseKernel / ReductionKernel source is not compiled;
   calling one raises NotImplementedError unless a numpy twin was registered with
-  `register_kernel(name, fn)` (launches are counted either way);
+  `register_kernel(name, fn)` (launches are counted either way). The exception is
+  `RawModule` with tinygrad_lm's own kernel sources: those kernels run on the CPU emulation
+  of the CUDA kernels (tests/cuda_emulation), which checks their arithmetic and indexing, not
+  the GPU's behaviour;
 * dtype edge cases where cupy differs from numpy (e.g. float16 math precision, integer
   division by zero);
 * argument TYPES beyond "cupy array, scalar or numpy array": names and counts of parameters
@@ -74,7 +77,8 @@ CUPY_VERSION = MANIFEST["recorded_from"]["cupy"]
 BANNER = ("cuda cases ran on a numpy-backed cupy API stand-in: this checks API use, not GPU numerics "
           f"(recorded from cupy {CUPY_VERSION})")
 NOT_MODELLED = ("rounding (numpy's CPU results), atomics (scatter-adds exact and ordered), TF32 beyond "
-                "matmul input rounding, asynchrony and streams, speed, memory limits, custom CUDA kernels, "
+                "matmul input rounding, asynchrony and streams, speed, memory limits, custom CUDA kernels (tinygrad_lm's "
+                "own run on a CPU emulation: arithmetic, not GPU behaviour), "
                 "multi-GPU peer access")
 
 _MODS = MANIFEST["modules"]
@@ -1286,9 +1290,24 @@ def install():
             if name in sys.modules and not getattr(sys.modules[name], "__standin__", False):
                 _SAVED[name] = sys.modules[name]
             sys.modules[name] = m
+    if not _kernels_detach:
+        _kernels_detach.append(_attach_kernels())
+
+
+_kernels_detach: list = []
+
+
+def _attach_kernels():
+    """`cupy.RawModule` of tinygrad_lm's own kernel sources runs them on the CPU emulation of the
+    CUDA kernels (tests/cuda_emulation: their arithmetic and indexing, not GPU behaviour); without
+    a C++ compiler tinygrad_lm's kernels are switched off instead. Returns the undo."""
+    import cuda_emulation
+    return cuda_emulation.attach_to_standin(sys.modules[__name__])
 
 
 def uninstall():
+    while _kernels_detach:
+        _kernels_detach.pop()()
     for name, m in _STANDIN_MODULES.items():
         if sys.modules.get(name) is m:
             del sys.modules[name]

@@ -9,7 +9,6 @@ SIGTERM with 143 (128 + the signal's number, as a shell reports it), after savin
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 
@@ -81,6 +80,7 @@ def _add_sample(sub):
 def cmd_sample(a):
     import numpy as np
     from .checkpoint import load_model
+    from .evaluate import perplexity
     from .generate import generate, validate_options
     validate_options(a.strategy, a.temperature, a.top_k, a.top_p, a.beam_width, a.num_samples)
     if a.prompt == "":
@@ -96,7 +96,7 @@ def cmd_sample(a):
     for i, g in enumerate(gens):
         label = f"beam {i}" if a.strategy == "beam" else f"sample {i}"
         print(f"--- {label}: total log-probability {g.logprob:.3f} over {len(g.tokens)} tokens "
-              f"(perplexity {math.exp(-g.logprob / max(len(g.tokens), 1)):.2f})")
+              f"(perplexity {perplexity(-g.logprob / max(len(g.tokens), 1)):.2f})")
         print(a.prompt + tok.decode(g.tokens))
         if g.top:
             for t, (tokid, cands) in enumerate(zip(g.tokens, g.top)):

@@ -42,7 +42,7 @@ from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, checkpoint_di
                          load_training_checkpoint, model_config, model_dtype, read_meta, run_text,
                          save_training_checkpoint)
 from .data import build_tokenizer, encode_splits, get_batch, load_corpus, text_sha256
-from .evaluate import estimate_loss
+from .evaluate import estimate_loss, perplexity
 from .fileio import FolderLock, FolderLockedError, atomic_write, remove_stale_temporaries
 from .resources import check_training_fits
 from .tensor import Tensor, get_rng_state, manual_seed, set_rng_state
@@ -143,8 +143,10 @@ def plausible_causes(cfg: TrainConfig, step: int, lr_now: float) -> list[str]:
     peak = max(cfg.lr, cfg.min_lr)
     factor = 1 - peak * cfg.weight_decay
     if factor < -1:
-        return [f"--weight-decay {cfg.weight_decay:g} with --lr {peak:g} (each step multiplies the weights by "
-                f"1 - lr x weight_decay = {factor:.3g}, so they grow without bound)"]
+        why = f"each step multiplies the weights by 1 - lr x weight_decay = {factor:.3g}, so they grow without bound"
+        if cfg.weight_decay > 1:  # AdamW's decay is a fraction, 0.1 in GPT-2: the decay is out of line
+            return [f"--weight-decay {cfg.weight_decay:g} with --lr {peak:g} ({why})"]
+        return [f"--lr {peak:g} with --weight-decay {cfg.weight_decay:g} ({why})"]
     causes = [f"--lr {cfg.lr:g} (the rate at step {step} was {lr_now:.3g})"]
     if cfg.grad_clip == 0:
         causes.append("--grad-clip 0 (no clipping)")
@@ -323,7 +325,8 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
     it = start_iter
     bar = _progress(cfg, start_iter)
     interrupted = None
-    with _Interrupt() as stop:
+    # a diverging step overflows: the check below names it, numpy's warnings would only add noise
+    with _Interrupt() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while True:
             if it % cfg.eval_interval == 0 or it == cfg.max_iters:
                 tl = estimate_loss(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
@@ -333,8 +336,8 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
                 best_val = min(best_val, vl)
                 history.append({"step": it, "train_loss": tl, "val_loss": vl})
                 rows.append({"step": it, "lr": "", "loss": "", "eval_train_loss": f"{tl:.6f}",
-                             "eval_val_loss": f"{vl:.6f}", "val_perplexity": f"{math.exp(vl):.4f}"})
-                _say(bar, log, f"step {it}: train loss {tl:.4f}, val loss {vl:.4f}, val perplexity {math.exp(vl):.2f}")
+                             "eval_val_loss": f"{vl:.6f}", "val_perplexity": f"{perplexity(vl):.4f}"})
+                _say(bar, log, f"step {it}: train loss {tl:.4f}, val loss {vl:.4f}, val perplexity {perplexity(vl):.2f}")
                 if it > start_iter or it == cfg.max_iters:
                     save(it)
             if it >= cfg.max_iters:
@@ -365,7 +368,7 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
             + ("" if interrupted == "SIGINT" else f" [{interrupted}]"))
     elapsed = time.perf_counter() - t0
     _plot_losses(cfg.out_dir, rows, log)
-    summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": math.exp(best_val) if best_val < math.inf else math.inf,
+    summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": perplexity(best_val),
                "seconds": elapsed, "tokens_per_second": steps_done * tokens_per_step / max(train_time, 1e-9),
                "interrupted": bool(interrupted), "signal": interrupted, "out_dir": cfg.out_dir}
     log(f"done: {it} steps in {elapsed:.1f}s, {summary['tokens_per_second']:,.0f} tokens/s (training steps only); "

@@ -174,10 +174,10 @@ def resume_config(cfg: TrainConfig, saved: dict | None, model: dict, dtype: str)
         setattr(run, k, v)
     if run.lr_decay_iters is None:  # "decay over max_iters": the run's, fixed before --max-iters may change
         run.lr_decay_iters = run.max_iters
-    given = {k: (getattr(cfg, k), flag_name(k)) for k in cfg.explicit}
+    given = {k: (getattr(cfg, k), f"{flag_name(k)} {getattr(cfg, k)}") for k in cfg.explicit}
     if cfg.preset is not None:
         for k, v in PRESETS[cfg.preset].items():
-            given.setdefault(k, (v, f"--preset {cfg.preset} (its {flag_name(k)})"))
+            given.setdefault(k, (v, f"--preset {cfg.preset} sets {flag_name(k)} {v}, which"))
     for k, (value, label) in given.items():
         if k in INVOCATION_KEYS or k == "data":
             continue
@@ -189,7 +189,7 @@ def resume_config(cfg: TrainConfig, saved: dict | None, model: dict, dtype: str)
             notes.append(f"--resume: {flag_name(k)} {value} (the run had {old}): {RESUME_MAY_CHANGE[k]}")
             continue
         allowed = ", ".join(flag_name(n) for n in RESUME_MAY_CHANGE)
-        raise ValueError(f"--resume: {label} {value} differs from the checkpoint's {old} (a resumed run is the "
+        raise ValueError(f"--resume: {label} differs from the checkpoint's {old} (a resumed run is the "
                          f"same run: only {allowed} may change; start a new run with --force or another --out-dir)")
     for k in INVOCATION_KEYS:
         setattr(run, k, getattr(cfg, k))

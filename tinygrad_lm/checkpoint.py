@@ -174,10 +174,11 @@ def unflatten_state(skeleton, arrays: dict, where: str = "optimizer.safetensors"
 
 # ---------------------------------------------------------------- checkpoint folders
 def checkpoint_dir(out_dir) -> str | None:
-    """The folder holding the newest complete checkpoint in out_dir, or None."""
+    """The folder holding the newest complete checkpoint in out_dir, or None. (A meta.json
+    that is not a regular file still marks its folder: reading it then says what it is.)"""
     for name in (CKPT, OLD):
         d = os.path.join(out_dir, name)
-        if os.path.isfile(os.path.join(d, "meta.json")):
+        if os.path.lexists(os.path.join(d, "meta.json")):
             return d
     return None
 
@@ -205,21 +206,38 @@ def save_checkpoint(out_dir, model_arrays: dict, optim_arrays: dict, meta: dict)
     os.makedirs(out_dir, exist_ok=True)
     tmp, cur, old = (os.path.join(out_dir, n) for n in (TMP, CKPT, OLD))
     _remove(tmp)  # a partial folder left by a crash
-    os.makedirs(tmp)
     step = {"step": str(meta.get("step", 0))}
     try:
+        os.makedirs(tmp)
         save_safetensors(os.path.join(tmp, "model.safetensors"), model_arrays, {**step, "format": "pt"})
         save_safetensors(os.path.join(tmp, "optimizer.safetensors"), optim_arrays, {**step, "format": "tinygrad_lm"})
         atomic_write(os.path.join(tmp, "meta.json"), json.dumps(meta, indent=1))  # last: marks the folder complete
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)  # e.g. a full disk: leave no partial folder behind
+        if isinstance(e, OSError):
+            kept = "the previous checkpoint is kept" if checkpoint_dir(out_dir) else "no checkpoint was written"
+            raise CheckpointError(f"cannot save a checkpoint in {out_dir}: {e.strerror or e} ({kept})") from None
         raise
     if os.path.isdir(cur):
         _remove(old)
         os.replace(cur, old)
     os.replace(tmp, cur)
     _remove(old)
+    _fsync_dir(out_dir)  # the renames themselves on disk, not only the files (a power cut)
     return cur
+
+
+def _fsync_dir(path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a folder: the renames are then as durable as they get
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_meta(out_dir) -> tuple[str, dict]:
@@ -425,8 +443,8 @@ def data_record(path, name: str, text: str) -> dict:
 def run_text(meta: dict, out_dir, hint: str = "") -> tuple[str, str, str | None]:
     """The text the checkpoint's run trained on -> (text, name, absolute path or None for the
     built-in corpus): the recorded file, checked against the recorded SHA-256. A relative
-    path (checkpoints before absolute paths were recorded) is looked for from the current
-    folder, then from out_dir. Raises CheckpointError (DataError when the file cannot be
+    path (checkpoints before absolute paths were recorded: relative to the folder training
+    ran in) is looked for from the current folder, out_dir's parent, then out_dir. Raises CheckpointError (DataError when the file cannot be
     read), `hint` appended to the message."""
     where = os.path.join(os.fspath(out_dir), CKPT, "meta.json")
     rec = meta.get("data") if isinstance(meta.get("data"), dict) else {}
@@ -437,9 +455,17 @@ def run_text(meta: dict, out_dir, hint: str = "") -> tuple[str, str, str | None]
     if path is None:
         text, name = load_corpus(None)
     else:
-        if not os.path.isabs(path):
-            found = [c for c in (os.path.abspath(path), os.path.join(os.fspath(out_dir), path)) if os.path.exists(c)]
-            path = found[0] if found else os.path.abspath(path)
+        recorded = path
+        if not os.path.isabs(path):  # relative to the folder training ran in: most often out_dir's parent
+            run_dir = os.path.abspath(os.fspath(out_dir))
+            tried = list(dict.fromkeys([os.path.abspath(path), os.path.join(os.path.dirname(run_dir), path),
+                                        os.path.join(run_dir, path)]))
+            found = [c for c in tried if os.path.exists(c)]
+            if not found:
+                raise DataError(f"cannot find the text this checkpoint was trained on: {where} records it as "
+                                f"{recorded!r}, a relative path, and it is not in {', '.join(map(os.path.dirname, tried))}"
+                                f"{hint}")
+            path = found[0]
         try:
             text = load_text(path)
         except DataError as e:

@@ -178,9 +178,10 @@ def cmd_ngram(a):
     from .ngram import ngram_table, word_ids
     from .resources import check_sizes
     text, name = load_corpus(a.data)
-    # counting order n over N tokens keeps n int64 arrays of N (the trie's levels) and sorts
-    # each: about 32 n N bytes
-    check_sizes(lambda v: {"n-gram counting": 32 * v["n"] * len(text)}, {"n": max(a.n)}, {"n": "--n"})
+    # counting order n over N tokens keeps n int64 arrays of N - n + 1 (the trie's levels)
+    # and sorts each: about 32 n (N - n + 1) bytes
+    check_sizes(lambda v: {"n-gram counting": 32 * v["n"] * max(len(text) - v["n"] + 1, 0)}, {"n": max(a.n)},
+                {"n": "--n"})
     if a.unit == "char":
         ids = CharTokenizer.from_text(text).encode_array(text)
         train, val = train_val_split(ids)

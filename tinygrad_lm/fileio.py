@@ -176,6 +176,24 @@ class FolderLock:
             os.close(fd)
         raise FolderLockedError(self.folder, None)
 
+    @staticmethod
+    def probe(folder) -> tuple[bool, int | None]:
+        """(whether another process holds the lock of `folder`, its pid), creating nothing: a
+        shared flock on an exclusively held file fails at once."""
+        try:
+            import fcntl
+            fd = os.open(os.path.join(os.fspath(folder), LOCK_NAME),
+                         os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        except (ImportError, OSError):  # no lock file (or no flock): nobody holds it
+            return False, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False, None
+        except BlockingIOError:
+            return True, _read_pid(fd)
+        finally:
+            os.close(fd)  # (also drops the shared lock, if taken)
+
     def release(self) -> None:
         if self.fd is None:
             return

@@ -185,6 +185,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     refused before anything is written; the run then holds out_dir's lock throughout."""
     cfg.validate()
     backend.canonical_device(cfg.device)
+    _refuse_if_in_use(cfg.out_dir)  # first: a folder in use is the one thing to say (and nothing is created)
     prepare_out_dir(cfg)
     fresh = None
     if not cfg.resume:  # read and size everything before the folder is touched
@@ -198,9 +199,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     try:
         lock = FolderLock(cfg.out_dir).acquire()
     except FolderLockedError as e:
-        raise ValueError(f"--out-dir {cfg.out_dir} is in use by another tinygrad-lm run "
-                         f"({'pid ' + str(e.pid) if e.pid else 'pid not yet written'}): wait for it to end or choose "
-                         f"another --out-dir") from None
+        raise _in_use(cfg.out_dir, e.pid) from None
     try:
         remove_stale_temporaries(cfg.out_dir)  # left by a run killed mid-write; ours now
         prepare_out_dir(cfg)  # again: another run may have finished in the folder since
@@ -211,10 +210,22 @@ def train(cfg: TrainConfig, log=print) -> dict:
             os.rmdir(cfg.out_dir)
 
 
-def _check_memory(cfg: TrainConfig, vocab_size: int, vocab_label: str) -> None:
+def _in_use(out_dir, pid) -> ValueError:
+    return ValueError(f"--out-dir {out_dir} is in use by another tinygrad-lm run "
+                      f"({'pid ' + str(pid) if pid else 'pid not yet written'}): wait for it to end or choose "
+                      f"another --out-dir")
+
+
+def _refuse_if_in_use(out_dir) -> None:
+    held, pid = FolderLock.probe(out_dir)
+    if held:
+        raise _in_use(out_dir, pid)
+
+
+def _check_memory(cfg: TrainConfig, vocab_size: int, vocab_label: str, labels: dict | None = None) -> None:
     config = dict(vocab_size=vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
     check_training_fits(config, cfg.batch_size, cfg.dtype, backend.canonical_device(cfg.device),
-                        labels={"vocab_size": vocab_label})
+                        labels={**(labels or {}), "vocab_size": vocab_label})
 
 
 def _resume(cfg: TrainConfig, log):
@@ -250,7 +261,8 @@ def _resume(cfg: TrainConfig, log):
         run.data = path
     for line in notes:
         log(line)
-    _check_memory(run, model["vocab_size"], "the checkpoint's vocab_size")
+    _check_memory(run, model["vocab_size"], "the checkpoint's vocab_size",
+                  {k: f"the checkpoint's {k}" for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size")})
     return run, text, corpus_name
 
 
@@ -298,8 +310,11 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
                 "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name, "data": data}
         save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
-        _write_loss_csv(csv_path, rows)
         last_saved = step
+        try:
+            _write_loss_csv(csv_path, rows)
+        except OSError as e:
+            raise OSError(f"cannot write {csv_path}: {e.strerror or e} (the checkpoint of step {step} is saved)") from None
 
     def diverged(step, what, lr_now):
         kept = (f"nothing after step {last_saved} was saved (the checkpoint in {cfg.out_dir} is still step "

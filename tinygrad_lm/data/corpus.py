@@ -92,7 +92,7 @@ def load_text(path: PathLike) -> str:
     except FileTooLargeError:
         raise DataError(f"cannot read text file {name}: it grew while it was read") from None
     except ResourceError as err:
-        raise DataError(f"cannot read {err}") from None
+        raise DataError(str(err)) from None
     except PermissionError:
         raise DataError(f"cannot read text file {name}: permission denied") from None
     except OSError as err:  # e.g. EIO, a vanished file

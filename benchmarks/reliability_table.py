@@ -117,7 +117,8 @@ def main(argv=None) -> int:
     failed = [c.id for c, _, bad, _ in results if bad]
     if a.check:
         rows = rc.doc_rows()
-        stale = [c.id for c, out, _, _ in results if out.code is not None and rows.get(c.id) != rc.row(c, out)]
+        stale = [c.id for c, out, _, _ in results
+                 if out.code is not None and rc.stable(rows.get(c.id, "")) != rc.stable(rc.row(c, out))]
         print(f"{len(stale)} rows differ from {rc.DOC.relative_to(ROOT)}: {stale}" if stale else "the table is current")
         return 1 if failed or stale else 0
     if failed:

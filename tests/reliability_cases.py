@@ -551,8 +551,11 @@ K = "6. Checkpoint corruption"
 W = "transformer.ln_f.weight"
 
 
-def _dup_offsets(h):
-    h["transformer.wpe.weight"]["data_offsets"] = h["transformer.wte.weight"]["data_offsets"]
+def _overlap(h):
+    """wpe's bytes start 4 bytes into wte's."""
+    start = h["transformer.wte.weight"]["data_offsets"][0] + 4
+    a, b = h["transformer.wpe.weight"]["data_offsets"]
+    h["transformer.wpe.weight"]["data_offsets"] = [start, start + b - a]
 
 
 def _gap(h):
@@ -567,7 +570,8 @@ CORRUPTIONS = [
      ("model.safetensors is truncated or corrupted", "Error while deserializing header")),
     ("header-too-long", "header length field says 10**12 bytes", st_rewrite(raw=lambda b: struct.pack("<Q", 10**12) + b[8:]),
      ("truncated or corrupted", "header too large")),
-    ("overlap", "two tensors over the same bytes", st_rewrite(header=_dup_offsets), ("truncated or corrupted",)),
+    ("overlap", "two tensors over overlapping bytes", st_rewrite(header=_overlap),
+     ("truncated or corrupted",)),
     ("gap", "a gap between tensors (offsets moved by 4)", st_rewrite(header=_gap), ("truncated or corrupted",)),
     ("reversed-offsets", "data_offsets [end, start]",
      st_rewrite(header=lambda h: h[W].update(data_offsets=h[W]["data_offsets"][::-1])),
@@ -777,7 +781,7 @@ while True:
 def _kill_9_saves(folder, rounds=5):
     """kill -9 a process that saves checkpoints in a loop, at random moments, `rounds` times;
     after each kill the checkpoint must load and be consistent (w == step, m == 2 step)."""
-    from tinygrad_lm.checkpoint import load_checkpoint
+    from tinygrad_lm.checkpoint import checkpoint_dir, load_checkpoint
     script = folder / "saver.py"
     script.write_text(KILL_SAVE)
     rng = np.random.default_rng(0)
@@ -786,6 +790,7 @@ def _kill_9_saves(folder, rounds=5):
         p = subprocess.Popen([sys.executable, str(script), str(folder / "run"), str(ROOT)], env=sub_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         p.stdout.readline()  # "ready": imported, saving from now on
+        wait_for(lambda: checkpoint_dir(folder / "run") is not None, proc=p)  # the first round's first save
         time.sleep(float(rng.uniform(0.02, 0.2)))
         p.kill()
         p.wait()
@@ -803,27 +808,33 @@ case("kill-9-saves", K, "kill -9 a process saving checkpoints in a loop, at 5 ra
 
 def _kill_9_train(folder, rounds=3):
     """kill -9 `train` (a checkpoint every step) at random moments; each time the run resumes."""
-    from tinygrad_lm.checkpoint import load_model
+    from tinygrad_lm.checkpoint import CheckpointError, load_model, read_meta
+
+    def step():
+        try:
+            return read_meta(folder / "run")[1]["step"]
+        except CheckpointError:
+            return -1
     corpus(folder)
     rng = np.random.default_rng(1)
     ok = 0
     for i in range(rounds):
+        last = step()
         args = (["--out-dir", "run", "--resume", "--max-iters", "100000", "--no-progress"] if i else
                 ["--data", "corpus.txt", "--out-dir", "run", "--max-iters", "100000", *T[:-2], "--eval-interval", "1"])
         p = subprocess.Popen(train_cmd(*args), cwd=folder, env=sub_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
-        # the first round saves at every step from step 1; later ones resume, taking the stale lock
-        wait_for(lambda: (folder / "run" / "train.lock").exists() and (folder / "run" / "loss.csv").exists(), proc=p)
-        time.sleep(float(rng.uniform(0.1, 0.5)))
+        wait_for(lambda: step() > last, proc=p)  # saving (every step): from now on a kill hits one sooner or later
+        time.sleep(float(rng.uniform(0.05, 0.3)))
         p.kill()
         p.wait()
         model, tok, meta = load_model(folder / "run")
-        ok += meta["step"] > 0
-    return Outcome(0, "", f"{ok} of {rounds} kills left a checkpoint that loads and resumes")
+        ok += meta["step"] > last
+    return Outcome(0, "", f"{ok} of {rounds} kills left a checkpoint that loads and resumes, further on each time")
 
 
 case("kill-9-train", K, "kill -9 train (a checkpoint every step) 3 times, resuming after each",
-     _kill_9_train, code=0, disk="3 of 3 kills left a checkpoint that loads and resumes")
+     _kill_9_train, code=0, disk="3 of 3 kills left a checkpoint that loads and resumes, further on each time")
 
 # 9 ------------------------------------------------------------ flags
 K = "9. Flags"
@@ -902,11 +913,17 @@ def _signal(sig):
         corpus(folder)
         p = subprocess.Popen(train_cmd("--data", "corpus.txt", "--out-dir", "run", "--max-iters", "100000",
                                        *T[:-2], "--eval-interval", "100000", "--sample-tokens", "0"),
-                             cwd=folder, env=sub_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: (folder / "run" / "train.lock").exists(), proc=p)
-        time.sleep(0.8)
+                             cwd=folder, env={**sub_env(), "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        first = []
+        for line in p.stdout:  # "step 0: ..." is printed inside the loop, its handlers installed
+            first.append(line)
+            if line.startswith("step 0:"):
+                break
+        time.sleep(0.3)
         p.send_signal(sig)
         out, err = p.communicate(timeout=60)
+        out = "".join(first) + out
         from tinygrad_lm.checkpoint import load_model
         meta = load_model(folder / "run")[2]
         resumed = run_cli(folder, ["train", "--out-dir", "run", "--resume", "--max-iters", str(meta["step"] + 2),
@@ -964,6 +981,13 @@ def problems(c: Case, out: Outcome) -> list[str]:
     return bad
 
 
+def stable(row_text: str) -> str:
+    """A row as compared with the file: the safetensors package's own detail of a refused
+    header is masked (its wording is the package's, and may change between its versions;
+    the cases check the parts tinygrad_lm writes)."""
+    return re.sub(r"\(Error while deserializing header: (?:(?! \|).)*\)", "(<the package's detail>)", row_text)
+
+
 def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -992,6 +1016,6 @@ def check_case(c: Case, folder: Path) -> Outcome:
     assert not bad, f"{c.id}: {bad}; message {out.message!r}; disk {out.disk!r}"
     shown = doc_rows().get(c.id)
     fresh = row(c, out)
-    assert shown == fresh, (f"docs/reliability.md shows for {c.id}:\n  {shown}\nbut the case now gets:\n  {fresh}\n"
+    assert stable(shown or "") == stable(fresh), (f"docs/reliability.md shows for {c.id}:\n  {shown}\nbut the case now gets:\n  {fresh}\n"
                             f"(regenerate it: python benchmarks/reliability_table.py)")
     return out

@@ -137,8 +137,9 @@ class TrainingDiverged(FloatingPointError):
 
 def plausible_causes(cfg: TrainConfig, step: int, lr_now: float) -> list[str]:
     """The flags that plausibly made a run diverge, most certain first. Decoupled weight decay
-    multiplies every decayed weight by 1 - lr * weight_decay each step: above 2 that factor
-    grows the weights without bound whatever the gradients, so it is named alone; otherwise
+    multiplies every decayed weight by 1 - lr * weight_decay each step: with lr * weight_decay
+    above 2 that factor is below -1 and grows the weights without bound whatever the
+    gradients, so it is named alone (as --weight-decay when that is above 1, else --lr); otherwise
     the learning rate is the usual cause, helped by no clipping or no warmup."""
     peak = max(cfg.lr, cfg.min_lr)
     factor = 1 - peak * cfg.weight_decay

@@ -33,7 +33,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
@@ -184,6 +184,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     """Train a GPT as configured; returns a summary dict. Saves checkpoints to cfg.out_dir at
     every evaluation, at the end, and on Ctrl-C or SIGTERM. Everything that can be refused is
     refused before anything is written; the run then holds out_dir's lock throughout."""
+    cfg = replace(cfg)  # resolved below (absolute data path, the schedule): the caller's stays as given
     cfg.validate()
     backend.canonical_device(cfg.device)
     _refuse_if_in_use(cfg.out_dir)  # first: a folder in use is the one thing to say (and nothing is created)

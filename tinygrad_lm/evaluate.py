@@ -20,6 +20,11 @@ from .data import get_batch, iter_eval_batches
 from .tensor import Tensor, no_grad
 
 
+def perplexity(loss: float) -> float:
+    """exp(loss), inf where that overflows a float (a loss above ~709 nats: a broken model)."""
+    return math.exp(loss) if loss < 709 else math.inf
+
+
 @no_grad()
 def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, iters: int, seed: int, device: str) -> float:
     """Mean loss over `iters` random (batch_size, block_size) batches of `data`, drawn from a
@@ -53,4 +58,4 @@ def evaluate_split(model, data: np.ndarray, batch_size: int, device: str, max_ba
         count += y.size
     model.train(was)
     nll = total / max(count, 1)
-    return {"loss": nll, "perplexity": math.exp(nll), "tokens": count}
+    return {"loss": nll, "perplexity": perplexity(nll), "tokens": count}

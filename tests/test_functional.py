@@ -326,7 +326,7 @@ def test_causal_attention_with_logits_of_plus_minus_1000_is_exact_and_finite():
 
 
 def test_gelu_tanh_is_finite_and_exact_far_out():
-    """GeluTanh at |x| up to 1e4: y -> x for large x, -> 0 for very negative x; dy/dx -> 1 and 0."""
+    """FusedGeluTanh at |x| up to 1e4: y -> x for large x, -> 0 for very negative x; dy/dx -> 1 and 0."""
     x = np.array([-1e4, -50.0, -10.0, -3.0, 0.0, 3.0, 10.0, 50.0, 1e4])
     want = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
     for dtype in (np.float64, np.float32):

@@ -118,7 +118,7 @@ def test_gpt_graph_matches_an_independent_walk_and_names_parameters():
         shape = "(" + ", ".join(map(str, p.shape)) + ("," if p.ndim == 1 else "") + ")"
         assert f"{name}\\n{shape} float32\\n|grad| {np.linalg.norm(p.grad.numpy().astype(np.float64)):.4g}" in labels
     assert "transformer.h.0.attn.c_attn.weight\\n(48, 16) float32\\n|grad| " in labels
-    assert "SoftmaxCrossEntropy\\n() float32\\n|grad| 1" in labels
+    assert "FusedSoftmaxCrossEntropy\\n() float32\\n|grad| 1" in labels
 
 
 def _cluster_body(dot, name):

@@ -1,24 +1,26 @@
 """`tinygrad-lm`: train | sample | eval | ngram | gradcheck | bench | graph.
 
 Every error a user can cause (a bad flag, a missing file, a broken checkpoint) ends in a
-one-line message naming the problem and exit status 2; nothing on disk is changed.
+one-line message naming the problem and exit status 2; nothing on disk is changed. Every
+numeric flag of every subcommand has a range (tinygrad_lm/ranges.py, shown by --help),
+checked while the flags are parsed. A training run stopped by Ctrl-C exits with 130, by
+SIGTERM with 143 (128 + the signal's number, as a shell reports it), after saving.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
 
 def _add_train(sub):
+    from .train_config import PRESET_ABOUT, PRESETS, describe_preset
     p = sub.add_parser("train", help="train a GPT on a text file (default: the built-in corpus)",
                        description="Train a GPT. Without flags: the 'default' setup on the built-in corpus "
                                    "(Python's own documentation topics), about 5 minutes on 2 CPU cores.")
-    p.add_argument("--preset", choices=["default", "cpu", "gpu"], default="default",
-                   help="cpu = nanoGPT's CPU config (4x4x128, block 64, batch 12, 2000 iters); "
-                        "gpu = nanoGPT's baby Shakespeare config (6x6x384, block 256, batch 64, 5000 iters, dropout 0.2); "
-                        "default = the quick-start run. Explicit flags override the preset.")
+    p.add_argument("--preset", choices=list(PRESETS), default=None,
+                   help="; ".join(f"{name} = {PRESET_ABOUT[name]} ({describe_preset(name)})" for name in PRESETS)
+                        + ". Explicit flags override the preset.")
     p.add_argument("--data", help="a UTF-8 text file to train on (default: the built-in corpus)")
     p.add_argument("--tokenizer", choices=["char", "bpe"])
     p.add_argument("--vocab-size", type=int, help="BPE vocabulary size (>= 256)")
@@ -34,26 +36,27 @@ def _add_train(sub):
     p.add_argument("--device", help="cpu (default), cuda or cuda:N")
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--out-dir", help="where checkpoints, loss.csv and loss.png go (default: out)")
-    p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out-dir exactly where it stopped")
-    p.add_argument("--force", action="store_true", help="overwrite a checkpoint already in --out-dir")
+    # default None (not False): a flag left out is not "given", so TrainConfig's default stands
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue the run in --out-dir exactly where it stopped: its whole configuration and data "
+                        "come from the checkpoint; only --max-iters, --eval-interval, --eval-iters, --sample-tokens "
+                        "and --device may change (each change is printed), any other flag that differs is refused")
+    p.add_argument("--force", action="store_true", default=None, help="overwrite a checkpoint already in --out-dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
 
-# The quick-start run: sized to finish in about 5 minutes on a 2-core CPU (see README).
-DEFAULT_PRESET = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=16, max_iters=3000, lr=1e-3,
-                      min_lr=1e-4, lr_decay_iters=3000, warmup_iters=100, dropout=0.0, beta2=0.99, weight_decay=0.1,
-                      grad_clip=1.0, eval_interval=500, eval_iters=20)
-
-
 def cmd_train(a):
-    from .train import PRESETS, config_from_args, train
-    PRESETS.setdefault("default", DEFAULT_PRESET)
+    from .train import train
+    from .train_config import config_from_args
     args = {k: v for k, v in vars(a).items() if k not in ("func", "preset", "command", "no_progress")}
     cfg = config_from_args(args, a.preset)
     cfg.progress = not a.no_progress
     summary = train(cfg)
-    return 130 if summary["interrupted"] else 0
+    if summary["interrupted"]:
+        import signal
+        return 128 + int(getattr(signal, summary.get("signal") or "SIGINT", signal.SIGINT))
+    return 0
 
 
 def _add_sample(sub):
@@ -77,14 +80,16 @@ def _add_sample(sub):
 
 def cmd_sample(a):
     import numpy as np
+    from .checkpoint import load_model
+    from .evaluate import perplexity
     from .generate import generate, validate_options
-    from .train import load_model
     validate_options(a.strategy, a.temperature, a.top_k, a.top_p, a.beam_width, a.num_samples)
-    if a.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {a.max_new_tokens}")
     if a.prompt == "":
         raise ValueError("--prompt must not be empty")
     model, tok, meta = load_model(a.out_dir, a.device)
+    if a.show_probs > tok.vocab_size:
+        raise ValueError(f"--show-probs must be at most the vocabulary size ({tok.vocab_size}), got {a.show_probs}")
+    _check_generation_fits(model, meta, a)
     prompt = tok.encode(a.prompt)
     gens = generate(model, prompt, a.max_new_tokens, strategy=a.strategy, temperature=a.temperature, top_k=a.top_k,
                     top_p=a.top_p, num_samples=a.num_samples, beam_width=a.beam_width,
@@ -92,13 +97,34 @@ def cmd_sample(a):
     for i, g in enumerate(gens):
         label = f"beam {i}" if a.strategy == "beam" else f"sample {i}"
         print(f"--- {label}: total log-probability {g.logprob:.3f} over {len(g.tokens)} tokens "
-              f"(perplexity {math.exp(-g.logprob / max(len(g.tokens), 1)):.2f})")
+              f"(perplexity {perplexity(-g.logprob / max(len(g.tokens), 1)):.2f})")
         print(a.prompt + tok.decode(g.tokens))
         if g.top:
             for t, (tokid, cands) in enumerate(zip(g.tokens, g.top)):
                 shown = "  ".join(f"{tok.decode([c])!r}:{p:.3f}" for c, p in cands)
                 print(f"  step {t:3d} chose {tok.decode([tokid])!r:8}  top: {shown}")
     return 0
+
+
+def _check_generation_fits(model, meta, a):
+    """Refuse, before generating, what would not fit: the model's activations for every
+    sample (or beam) at once, its KV cache, and the generated tokens kept per row (an int64 in
+    the output, its copy in the growing context, a Python int in the result: about 64 bytes),
+    with --show-probs K candidates per step (a tuple each: about 120 bytes)."""
+    from .checkpoint import model_dtype
+    from .resources import SIZE_KEYS, check_sizes, inference_bytes, itemsize
+    cfg = {k: getattr(model.config, k) for k in SIZE_KEYS}
+    rows_key = "beam_width" if a.strategy == "beam" else "num_samples"
+    sizes = {**cfg, rows_key: getattr(a, rows_key), "max_new_tokens": a.max_new_tokens, "show_probs": a.show_probs}
+    labels = {**{k: f"the checkpoint's {k}" for k in SIZE_KEYS}, rows_key: "--" + rows_key.replace("_", "-"),
+              "max_new_tokens": "--max-new-tokens", "show_probs": "--show-probs"}
+    s = itemsize(model_dtype(meta))
+
+    def parts(v):
+        rows, n = v[rows_key], v["max_new_tokens"]
+        return {**inference_bytes({**cfg, **v}, rows, v["block_size"], s, kv_cache=not a.no_cache),
+                "generated tokens": 64 * rows * n, "--show-probs candidates": 120 * rows * n * v["show_probs"]}
+    check_sizes(parts, sizes, labels, a.device)
 
 
 def _add_eval(sub):
@@ -113,10 +139,10 @@ def _add_eval(sub):
 
 
 def cmd_eval(a):
-    from .data import load_text
-    from .train import evaluate_split, load_corpus, load_model, encode_splits
-    if a.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
+    from .checkpoint import load_model, model_dtype, run_text
+    from .data import encode_splits, load_text
+    from .evaluate import evaluate_split
+    from .resources import SIZE_KEYS, check_sizes, inference_bytes, itemsize
     model, tok, meta = load_model(a.out_dir, a.device)
     block = model.config.block_size
     if a.data:
@@ -124,11 +150,15 @@ def cmd_eval(a):
         if len(ids) < block + 1:
             raise ValueError(f"{a.data} has {len(ids)} tokens; need at least block_size + 1 = {block + 1}")
         data, what = ids, a.data
-    else:
-        corpus = meta.get("train_config", {}).get("data")
-        text, name = load_corpus(corpus)
+    else:  # the split of the text the run trained on: its recorded file, unchanged since
+        text, name, _ = run_text(meta, a.out_dir, hint="; pass --data FILE to evaluate on a file as it is now")
         train_ids, val_ids = encode_splits(text, tok, block)
         data, what = (train_ids if a.split == "train" else val_ids), f"{name} ({a.split} split)"
+    cfg = {k: getattr(model.config, k) for k in SIZE_KEYS}
+    rows = min(a.batch_size, max((len(data) - 1) // block, 1))  # a batch never holds more windows than the data
+    check_sizes(lambda v: inference_bytes({**cfg, **v}, min(v["batch_size"], rows), block, itemsize(model_dtype(meta))),
+                {**cfg, "batch_size": a.batch_size}, {**{k: f"the checkpoint's {k}" for k in SIZE_KEYS},
+                                                      "batch_size": "--batch-size"}, a.device)
     r = evaluate_split(model, data, a.batch_size, a.device, a.max_batches)
     print(f"{what}: {r['tokens']:,} tokens, loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.3f}")
     return 0
@@ -145,14 +175,14 @@ def _add_ngram(sub):
 
 def cmd_ngram(a):
     import numpy as np
-    from .data import CharTokenizer, train_val_split
+    from .data import CharTokenizer, load_corpus, train_val_split
     from .ngram import ngram_table, word_ids
-    from .train import load_corpus
-    if any(n < 1 for n in a.n):
-        raise ValueError(f"--n must be >= 1, got {a.n}")
-    if a.k < 0:
-        raise ValueError(f"--k must be >= 0, got {a.k}")
+    from .resources import check_sizes
     text, name = load_corpus(a.data)
+    # counting order n over N tokens keeps n int64 arrays of N - n + 1 (the trie's levels)
+    # and sorts each: about 32 n (N - n + 1) bytes
+    check_sizes(lambda v: {"n-gram counting": 32 * v["n"] * max(len(text) - v["n"] + 1, 0)}, {"n": max(a.n)},
+                {"n": "--n"})
     if a.unit == "char":
         ids = CharTokenizer.from_text(text).encode_array(text)
         train, val = train_val_split(ids)
@@ -222,11 +252,64 @@ def cmd_graph(a):
     return graph_command(a)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its own errors (an unknown flag, 'abc' for a number) in one line and
+    exit status 2, like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def numeric_options(parser) -> dict:
+    """{subcommand: {dest: argparse action}} of every option of a build_parser() parser that
+    takes a number (type int or float)."""
+    out = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sp in action.choices.items():
+                out[name] = {a.dest: a for a in sp._actions if a.type in (int, float)}
+    return out
+
+
+def check_ranges(command: str, args) -> None:
+    """Every numeric option of `command` given in `args` (a namespace) within its range from
+    ranges.FLAG_RANGES; ValueError('--seed must be an integer in [0, 2**64 - 1], got -1')."""
+    from .ranges import FLAG_RANGES, flag_name
+    for dest, allowed in FLAG_RANGES.get(command, {}).items():
+        value = getattr(args, dest, None)
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None:
+                allowed.check(flag_name(dest), v)
+
+
+def _apply_ranges(parser) -> None:
+    """Every subcommand checks its numeric options' ranges (ranges.FLAG_RANGES) before it
+    runs, and --help shows each range. A numeric option missing from the table fails a test."""
+    from .ranges import FLAG_RANGES
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for name, sp in action.choices.items():
+            table = FLAG_RANGES.get(name, {})
+            for a in sp._actions:
+                if a.dest in table:
+                    allowed = table[a.dest]
+                    shown = allowed.describe() + (f"; {allowed.note}" if allowed.note else "")
+                    a.help = f"{a.help} ({shown})" if a.help else shown
+            func = sp.get_default("func")
+
+            def checked(args, _func=func, _name=name):
+                check_ranges(_name, args)
+                return _func(args)
+            sp.set_defaults(func=checked)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="tinygrad-lm", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="tinygrad-lm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_train, _add_sample, _add_eval, _add_ngram, _add_gradcheck, _add_bench, _add_graph):
         add(sub)
+    _apply_ranges(parser)
     return parser
 
 

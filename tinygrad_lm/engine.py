@@ -314,6 +314,7 @@ def manual_seed(seed: int) -> None:
     CPU and moved to the device, so a seed gives the same tensors on every backend."""
     global _rng
     _rng = np.random.default_rng(seed)
+    backend.device_rng.manual_seed(seed)   # the generator that draws on the device (dropout on a GPU, later)
 
 
 def get_rng() -> np.random.Generator:

@@ -567,9 +567,10 @@ class Tensor:
             raise TypeError(f"index_select: index must be a 1-D integer tensor, got shape {index.shape} dtype {index.dtype}")
         d = _dim(dim, self.ndim, "index_select")
         n = self.shape[d]
-        if index.numel() and (int(index.data.min()) < -n or int(index.data.max()) >= n):
+        lo, hi = backend.index_span(index.data) if index.numel() else (0, -1)  # one read from a GPU
+        if lo < -n or hi >= n:
             raise IndexError(f"index_select: index out of range for dim {d} of size {n}: indices span "
-                             f"[{int(index.data.min())}, {int(index.data.max())}] (input shape {self.shape})")
+                             f"[{lo}, {hi}] (input shape {self.shape})")
         return indexing.Index.apply(self, index=(slice(None),) * d + (index.data,))
 
     def repeat(self, *sizes):
@@ -664,6 +665,8 @@ def _make(fn, shape, dtype, device, requires_grad):
 
 def _random(fn, shape, dtype, device, requires_grad):
     # drawn on the CPU from the one seeded generator, then moved: same numbers on every device
+    device = backend.canonical_device(device)  # "cuda" -> "cuda:0": to_device takes canonical names only
+
     def make(xp, shp, dt):
         arr = fn(shp).astype(dt, copy=False)
         return arr if xp is np else backend.to_device(arr, device)
@@ -802,9 +805,10 @@ def _take_along(input, indices, dim, op):
     rest = lambda s: s[:d] + s[d + 1:]  # noqa: E731
     engine.broadcast_shapes(op, rest(input.shape), rest(indices.shape))
     n = input.shape[d]
-    if indices.numel() and (int(indices.data.min()) < -n or int(indices.data.max()) >= n):
+    lo, hi = backend.index_span(indices.data) if indices.numel() else (0, -1)  # one read from a GPU
+    if lo < -n or hi >= n:
         raise IndexError(f"{op}: index out of range for dim {d} of size {n}: indices span "
-                         f"[{int(indices.data.min())}, {int(indices.data.max())}] (input shape {input.shape})")
+                         f"[{lo}, {hi}] (input shape {input.shape})")
     return indexing.Gather.apply(input, indices, dim=d)
 
 
@@ -814,10 +818,11 @@ def one_hot(indices, num_classes: int = -1) -> Tensor:
     xp = backend.array_module(idx)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expected an integer tensor, got dtype {idx.dtype}")
+    lo, hi = backend.index_span(idx) if idx.size else (0, -1)  # one read from a GPU
     if num_classes < 0:
-        num_classes = int(idx.max()) + 1 if idx.size else 0
-    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_classes):
-        raise IndexError(f"one_hot: class values must be in [0, {num_classes}), got range [{int(idx.min())}, {int(idx.max())}]")
+        num_classes = hi + 1
+    if lo < 0 or hi >= num_classes:
+        raise IndexError(f"one_hot: class values must be in [0, {num_classes}), got range [{lo}, {hi}]")
     return Tensor._wrap((idx[..., None] == xp.arange(num_classes)).astype(np.int64))
 
 
@@ -842,7 +847,8 @@ def embedding(weight: Tensor, indices) -> Tensor:
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {idx.dtype}")
     n = weight.shape[0]
-    if idx.numel() and (int(idx.data.min()) < 0 or int(idx.data.max()) >= n):
-        raise IndexError(f"embedding: index out of range: indices span [{int(idx.data.min())}, {int(idx.data.max())}] "
+    lo, hi = backend.index_span(idx.data) if idx.numel() else (0, -1)  # one read from a GPU, which would wrap
+    if lo < 0 or hi >= n:
+        raise IndexError(f"embedding: index out of range: indices span [{lo}, {hi}] "
                          f"but the table has {n} rows (weight shape {weight.shape})")
     return indexing.EmbeddingLookup.apply(weight, idx)

@@ -1,193 +1,72 @@
-"""Training, evaluation and checkpoint round trips for the GPT: the plain loop of nanoGPT's
-train.py, on our engine.
+"""Training the GPT: the plain loop of nanoGPT's train.py, on our engine.
 
 One step: draw a random batch of (B, T) windows, x = tokens[i:i+T], y = tokens[i+1:i+T+1]
 (every position is a next-token prediction, so one window gives T training targets),
 loss = mean cross-entropy of the logits against y, backward, clip the gradient norm,
 AdamW step with a warmup + cosine learning rate.
+
+`train(cfg)` runs a whole configured run (TrainConfig and the preset table: train_config.py)
+and writes into cfg.out_dir: the checkpoint (checkpoint.py; at every evaluation, at the end
+and on Ctrl-C or SIGTERM), loss.csv (a row per step and per evaluation) and, with
+matplotlib, loss.png. `train_step` and `fit` are the loop's body for scripts, examples and
+benchmarks.
+
+What a run guarantees (docs/reliability.md has every case, tried):
+* everything that can be checked is checked before anything is written: the flags' ranges,
+  the data file, the memory the configuration needs, an existing checkpoint;
+* one writer per folder: the run holds an exclusive lock on <out_dir>/train.lock throughout,
+  and a second run into the same folder fails at once naming the holder's pid;
+* --resume is the same run: the checkpoint's whole configuration (train_config.resume_config)
+  and the same text (checked by SHA-256);
+* a non-finite loss or gradient norm stops the run before the optimizer uses it
+  (TrainingDiverged): the last good checkpoint stays, and the message names the step, what
+  went non-finite and the flags that plausibly caused it;
+* Ctrl-C and SIGTERM (what batch schedulers send before they kill) both save a checkpoint of
+  the last finished step.
 """
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, replace
 
 import numpy as np
 
 from . import backend
-from .engine import get_rng_state, manual_seed, no_grad, set_rng_state
-from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint, save_checkpoint
-from .data import (DataError, builtin_corpus, build_tokenizer, get_batch, iter_eval_batches, load_text,
-                   tokenizer_from_dict, train_val_split, CORPUS_NAME)
+from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, checkpoint_dir, data_record,
+                         load_training_checkpoint, model_config, model_dtype, read_meta, run_text,
+                         save_training_checkpoint)
+from .data import build_tokenizer, encode_splits, get_batch, load_corpus, text_sha256
+from .engine import get_rng_state, manual_seed, set_rng_state
+from .evaluate import estimate_loss, perplexity
+from .fileio import FolderLock, FolderLockedError, atomic_write, remove_stale_temporaries
+from .resources import check_training_fits
 from .tensor import Tensor
+from .train_config import PRESETS, TrainConfig, config_from_args, resume_config
 
-MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "gelu_approximate")
-_MODEL_KEY_DEFAULTS = {"gelu_approximate": "tanh"}  # for checkpoints written before the key existed
-
-
-@dataclass
-class TrainConfig:
-    # data
-    data: str | None = None          # a UTF-8 text file; None = the built-in corpus
-    tokenizer: str = "char"          # char | bpe
-    vocab_size: int | None = None    # for bpe
-    # model
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    bias: bool = False
-    gelu_approximate: str = "tanh"   # tanh (GPT-2's gelu_new) | none (exact erf, nanoGPT's nn.GELU())
-    # optimisation
-    batch_size: int = 12
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    max_iters: int = 2000
-    lr_decay_iters: int | None = None  # default: max_iters
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    # evaluation and logging
-    eval_interval: int = 250
-    eval_iters: int = 20
-    sample_tokens: int = 200
-    seed: int = 1337
-    device: str = "cpu"
-    dtype: str = "float32"
-    out_dir: str = "out"
-    resume: bool = False
-    force: bool = False
-    progress: bool = True
-    explicit: tuple = ()             # names of the options given on the command line (checked on --resume)
-
-    def validate(self) -> None:
-        def need(cond, msg):
-            if not cond:
-                raise ValueError(msg)
-        need(self.n_layer >= 1, f"--n-layer must be >= 1, got {self.n_layer}")
-        need(self.n_head >= 1 and self.n_embd >= 1, f"--n-head and --n-embd must be >= 1, got {self.n_head} and {self.n_embd}")
-        need(self.n_embd % self.n_head == 0, f"--n-embd {self.n_embd} is not divisible by --n-head {self.n_head}")
-        need(self.block_size >= 1, f"--block-size must be >= 1, got {self.block_size}")
-        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        need(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
-        need(self.lr > 0 and self.min_lr >= 0, f"--lr must be > 0 and --min-lr >= 0, got {self.lr} and {self.min_lr}")
-        need(self.max_iters >= 0 and self.warmup_iters >= 0, "--max-iters and --warmup-iters must be >= 0")
-        need(self.eval_interval >= 1 and self.eval_iters >= 1, "--eval-interval and --eval-iters must be >= 1")
-        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"--beta1/--beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
-        need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 disables), got {self.grad_clip}")
-        need(self.gelu_approximate in ("tanh", "none"), f"--gelu-approximate must be tanh or none, got {self.gelu_approximate!r}")
-        need(self.tokenizer in ("char", "bpe"), f"--tokenizer must be char or bpe, got {self.tokenizer!r}")
-        need(self.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {self.dtype!r}")
-        if self.tokenizer == "bpe":
-            need(self.vocab_size is not None and self.vocab_size >= 256, f"--tokenizer bpe needs --vocab-size >= 256, got {self.vocab_size}")
-
-
-PRESETS = {
-    # nanoGPT's CPU config (config/train_shakespeare_char.py with its "on a macbook" overrides)
-    "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000, lr=1e-3,
-                min_lr=1e-4, lr_decay_iters=2000, warmup_iters=100, dropout=0.0, beta2=0.99, weight_decay=0.1,
-                grad_clip=1.0, eval_interval=250, eval_iters=20),
-    # nanoGPT's baby Shakespeare config (config/train_shakespeare_char.py)
-    "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, max_iters=5000, lr=1e-3,
-                min_lr=1e-4, lr_decay_iters=5000, warmup_iters=100, dropout=0.2, beta2=0.99, weight_decay=0.1,
-                grad_clip=1.0, eval_interval=250, eval_iters=200),
-}
-
-
-# ---------------------------------------------------------------- data
-def load_corpus(path: str | None) -> tuple[str, str]:
-    """(text, name): the file at `path`, or the built-in corpus."""
-    if path is None:
-        return builtin_corpus(), CORPUS_NAME
-    return load_text(path), path
-
-
-def encode_splits(text: str, tok, block_size: int):
-    ids = tok.encode_array(text)
-    train, val = train_val_split(ids)
-    for name, split in (("train", train), ("val", val)):
-        if len(split) < block_size + 1:
-            raise DataError(f"the {name} split has {len(split)} tokens; need at least block_size + 1 = {block_size + 1} "
-                            f"(the corpus has {len(ids)} tokens in all: use a longer text or a smaller --block-size)")
-    return train, val
-
-
-# ---------------------------------------------------------------- model construction
-def build_model(config: dict, device: str = "cpu", dtype: str = "float32"):
-    from .models.gpt import GPT, GPTConfig
-    model = GPT(GPTConfig(**config))
-    if dtype != "float32":
-        for p in model.parameters():
-            p.data = p.data.astype(dtype)
-    return model.to(device) if device != "cpu" else model
-
-
-def model_arrays(model) -> dict:
-    return {k: backend.to_numpy(v.data if isinstance(v, Tensor) else v) for k, v in model.state_dict().items()}
-
-
-def load_model(out_dir: str, device: str = "cpu"):
-    """-> (model, tokenizer, meta) from the checkpoint in out_dir."""
-    arrays, _, meta = load_checkpoint(out_dir)
-    try:
-        tok = tokenizer_from_dict(meta["tokenizer"])
-        model = build_model(meta["config"], "cpu", meta.get("dtype", "float32"))
-        model.load_state_dict({k: Tensor(v) for k, v in arrays.items()})
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint in {out_dir} does not match its own config: {e}") from None
-    if device != "cpu":
-        model.to(device)
-    model.eval()
-    return model, tok, meta
-
-
-def split_arrays(obj, arrays: dict, prefix: str = ""):
-    """A JSON-able skeleton of a nested state (dicts, lists, numbers) in which every array is
-    replaced by {"__array__": key}, the arrays going into `arrays` (for safetensors)."""
-    if isinstance(obj, dict):
-        return {str(k): split_arrays(v, arrays, f"{prefix}{k}.") for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [split_arrays(v, arrays, f"{prefix}{i}.") for i, v in enumerate(obj)]
-    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        key = prefix[:-1]
-        arrays[key] = backend.to_numpy(obj.data if isinstance(obj, Tensor) else obj)
-        return {"__array__": key}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def join_arrays(skeleton, arrays: dict):
-    """The inverse of split_arrays."""
-    if isinstance(skeleton, dict):
-        if set(skeleton) == {"__array__"}:
-            try:
-                return arrays[skeleton["__array__"]]
-            except KeyError:
-                raise CheckpointError(f"optimizer state is missing array {skeleton['__array__']!r}") from None
-        return {k: join_arrays(v, arrays) for k, v in skeleton.items()}
-    if isinstance(skeleton, list):
-        return [join_arrays(v, arrays) for v in skeleton]
-    return skeleton
+# TrainConfig, PRESETS and config_from_args live in train_config.py (no engine imports, so the
+# CLI's parser can read them without importing this module) and are part of this one's API.
+__all__ = ["PRESETS", "TrainConfig", "TrainingDiverged", "config_from_args", "fit", "lr_at", "prepare_out_dir",
+           "train", "train_step"]
 
 
 # ---------------------------------------------------------------- one step
-def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0) -> Tensor:
+def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0, check=None) -> Tensor:
     """One optimisation step: loss = cross-entropy(model(x), y); backward; clip the global
-    gradient norm to `grad_clip` (0 = off); AdamW step; clear the gradients. Returns the loss."""
+    gradient norm to `grad_clip` (0 = off); AdamW step; clear the gradients. Returns the loss.
+    `check(loss, grad_norm)` (grad_norm None when not clipping), when given, runs before the
+    optimizer step and may raise to keep the weights as they were (see TrainingDiverged)."""
     from .optim import clip_grad_norm_
     _, loss = model(x, y)
     loss.backward()
-    if grad_clip > 0:
-        clip_grad_norm_(model.parameters(), grad_clip)
+    grad_norm = clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
+    if check is not None:
+        check(loss, grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
@@ -214,69 +93,75 @@ def _model_device(model) -> str:
     return next(iter(model.parameters())).device
 
 
-# ---------------------------------------------------------------- evaluation
-@no_grad()
-def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, iters: int, seed: int, device: str) -> float:
-    """Mean loss over `iters` random batches from a generator seeded with `seed` (the same
-    batches at every evaluation, so the curve compares like with like)."""
-    rng = np.random.default_rng(seed)
-    was = model.training
-    model.eval()
-    losses = []
-    for _ in range(iters):
-        x, y = get_batch(data, batch_size, block_size, rng)
-        _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
-        losses.append(loss.data)
-    model.train(was)
-    return float(np.mean([float(l) for l in losses]))
-
-
-@no_grad()
-def evaluate_split(model, data: np.ndarray, batch_size: int, device: str, max_batches: int | None = None) -> dict:
-    """Exact loss over a whole split: contiguous windows of block_size, every token scored once.
-    Perplexity = exp(mean negative log-likelihood per token)."""
-    block = model.config.block_size
-    model.eval()
-    total, count = 0.0, 0
-    for i, (x, y) in enumerate(iter_eval_batches(data, batch_size, block)):
-        if max_batches is not None and i >= max_batches:
-            break
-        _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
-        total += float(loss.data) * y.size
-        count += y.size
-    nll = total / max(count, 1)
-    return {"loss": nll, "perplexity": math.exp(nll), "tokens": count}
-
-
 # ---------------------------------------------------------------- the loop
-def _lr_at(it: int, cfg: TrainConfig) -> float:
+def lr_at(it: int, cfg: TrainConfig) -> float:
+    """The learning rate of step `it` under cfg's warmup + cosine schedule (optim.get_lr)."""
     from .optim import get_lr
     return get_lr(it, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters, cfg.lr, cfg.min_lr)
 
 
 class _Interrupt:
-    """Turns the first Ctrl-C into a flag the loop checks between steps, so the checkpoint
-    saved on exit is of a finished step; a second Ctrl-C interrupts at once."""
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a flag the loop checks between steps,
+    so the checkpoint saved on exit is of a finished step; a second one interrupts at once.
+    `hit` is the signal's name ("SIGINT", "SIGTERM") once one arrived."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.hit = False
+        self.hit = None
+        self.prev = {}
 
     def __enter__(self):
-        self.prev = signal.getsignal(signal.SIGINT)
-        try:
-            signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread
-            self.prev = None
+        for sig in self.SIGNALS:
+            try:
+                self.prev[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
         return self
 
-    def _handler(self, *_):
+    def _handler(self, signum, _frame):
         if self.hit:
             raise KeyboardInterrupt
-        self.hit = True
+        self.hit = signal.Signals(signum).name
 
     def __exit__(self, *exc):
-        if self.prev is not None:
-            signal.signal(signal.SIGINT, self.prev)
+        for sig, prev in self.prev.items():
+            signal.signal(sig, prev)
+
+
+# ---------------------------------------------------------------- divergence
+class TrainingDiverged(FloatingPointError):
+    """The loss or the gradient norm went non-finite: the run stops before the optimizer uses
+    it, nothing more is saved, and the message names the step, what went non-finite and the
+    flags that plausibly caused it."""
+
+
+def plausible_causes(cfg: TrainConfig, step: int, lr_now: float) -> list[str]:
+    """The flags that plausibly made a run diverge, most certain first. Decoupled weight decay
+    multiplies every decayed weight by 1 - lr * weight_decay each step: with lr * weight_decay
+    above 2 that factor is below -1 and grows the weights without bound whatever the
+    gradients, so it is named alone (as --weight-decay when that is above 1, else --lr); otherwise
+    the learning rate is the usual cause, helped by no clipping or no warmup."""
+    peak = max(cfg.lr, cfg.min_lr)
+    factor = 1 - peak * cfg.weight_decay
+    if factor < -1:
+        why = f"each step multiplies the weights by 1 - lr x weight_decay = {factor:.3g}, so they grow without bound"
+        if cfg.weight_decay > 1:  # AdamW's decay is a fraction, 0.1 in GPT-2: the decay is out of line
+            return [f"--weight-decay {cfg.weight_decay:g} with --lr {peak:g} ({why})"]
+        return [f"--lr {peak:g} with --weight-decay {cfg.weight_decay:g} ({why})"]
+    causes = [f"--lr {cfg.lr:g} (the rate at step {step} was {lr_now:.3g})"]
+    if cfg.grad_clip == 0:
+        causes.append("--grad-clip 0 (no clipping)")
+    if cfg.warmup_iters == 0:
+        causes.append("--warmup-iters 0 (no warmup)")
+    if factor < 0:
+        causes.append(f"--weight-decay {cfg.weight_decay:g} (1 - lr x weight_decay = {factor:.3g} flips the weights' "
+                      f"signs every step)")
+    return causes
+
+
+def _all_finite(model) -> bool:
+    return all(bool(backend.array_module(p.data).isfinite(p.data).all()) for p in model.parameters())
 
 
 def prepare_out_dir(cfg: TrainConfig) -> None:
@@ -288,10 +173,9 @@ def prepare_out_dir(cfg: TrainConfig) -> None:
         raise CheckpointError(f"--resume: no checkpoint in {cfg.out_dir}")
     if existing and not cfg.resume and not cfg.force:
         try:
-            with open(os.path.join(existing, "meta.json"), encoding="utf-8") as f:
-                old = json.load(f)
+            old = read_meta(cfg.out_dir)[1]
             desc = f" (step {old.get('step')}, config {old.get('config')})"
-        except (OSError, ValueError):
+        except CheckpointError:
             desc = ""
         raise ValueError(f"--out-dir {cfg.out_dir} already holds a checkpoint{desc}; pass --resume to continue it "
                          f"or --force to overwrite it")
@@ -299,40 +183,118 @@ def prepare_out_dir(cfg: TrainConfig) -> None:
 
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train a GPT as configured; returns a summary dict. Saves checkpoints to cfg.out_dir at
-    every evaluation, at the end, and on Ctrl-C."""
+    every evaluation, at the end, and on Ctrl-C or SIGTERM. Everything that can be refused is
+    refused before anything is written; the run then holds out_dir's lock throughout."""
+    cfg = replace(cfg)  # resolved below (absolute data path, the schedule): the caller's stays as given
     cfg.validate()
-    device = backend.canonical_device(cfg.device)
+    backend.canonical_device(cfg.device)
+    _refuse_if_in_use(cfg.out_dir)  # first: a folder in use is the one thing to say (and nothing is created)
     prepare_out_dir(cfg)
-    text, corpus_name = load_corpus(cfg.data)
+    fresh = None
+    if not cfg.resume:  # read and size everything before the folder is touched
+        text, corpus_name = load_corpus(cfg.data)
+        vocab = cfg.vocab_size if cfg.tokenizer == "bpe" else len(set(text))
+        _check_memory(cfg, vocab, "--vocab-size" if cfg.tokenizer == "bpe" else "the text's vocabulary")
+        tok = build_tokenizer(cfg.tokenizer, text, cfg.vocab_size)
+        fresh = (text, corpus_name, tok, *encode_splits(text, tok, cfg.block_size))
+    created = not os.path.isdir(cfg.out_dir)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    try:
+        lock = FolderLock(cfg.out_dir).acquire()
+    except FolderLockedError as e:
+        raise _in_use(cfg.out_dir, e.pid) from None
+    try:
+        remove_stale_temporaries(cfg.out_dir)  # left by a run killed mid-write; ours now
+        prepare_out_dir(cfg)  # again: another run may have finished in the folder since
+        return _train_locked(cfg, fresh, log)
+    finally:
+        lock.release()
+        if created and not os.listdir(cfg.out_dir):  # failed before writing anything: leave no trace
+            os.rmdir(cfg.out_dir)
 
+
+def _in_use(out_dir, pid) -> ValueError:
+    return ValueError(f"--out-dir {out_dir} is in use by another tinygrad-lm run "
+                      f"({'pid ' + str(pid) if pid else 'pid not yet written'}): wait for it to end or choose "
+                      f"another --out-dir")
+
+
+def _refuse_if_in_use(out_dir) -> None:
+    held, pid = FolderLock.probe(out_dir)
+    if held:
+        raise _in_use(out_dir, pid)
+
+
+def _check_memory(cfg: TrainConfig, vocab_size: int, vocab_label: str, labels: dict | None = None) -> None:
+    config = dict(vocab_size=vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
+    check_training_fits(config, cfg.batch_size, cfg.dtype, backend.canonical_device(cfg.device),
+                        labels={**(labels or {}), "vocab_size": vocab_label})
+
+
+def _resume(cfg: TrainConfig, log):
+    """-> (cfg of the run to continue, its text, its name) for --resume, every check made and
+    the allowed changes printed, before any tensor is read."""
+    d, meta = read_meta(cfg.out_dir)
+    where = os.path.join(d, "meta.json")
+    for k in ("step", "optimizer", "batch_rng", "model_rng"):
+        if k not in meta:
+            raise CheckpointError(f"checkpoint file {where} has no {k!r}: it is not a training checkpoint, "
+                                  f"so it cannot be resumed")
+    saved = meta.get("train_config")
+    if saved is not None and not isinstance(saved, dict):
+        raise CheckpointError(f"checkpoint file {where}: 'train_config' is not a JSON object")
+    model = model_config(meta, where)
+    run, notes = resume_config(cfg, saved, model, model_dtype(meta, where))
+    if "data" in cfg.explicit:  # the text given must be the run's text, wherever it now lies
+        text, corpus_name = load_corpus(cfg.data)
+        rec = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+        sha = rec.get("sha256")
+        if isinstance(sha, str):
+            if text_sha256(text) != sha:
+                raise ValueError(f"--resume: --data {cfg.data} is not the text this run trained on "
+                                 f"({rec.get('path') or rec.get('name')}; the SHA-256 differs)")
+        elif (saved or {}).get("data") is None or os.path.abspath(saved["data"]) != os.path.abspath(cfg.data):
+            raise ValueError(f"--resume: --data {cfg.data} differs from the checkpoint's "
+                             f"{(saved or {}).get('data') or 'built-in corpus'}")
+        if rec.get("path") and os.path.abspath(cfg.data) != rec["path"]:
+            notes.append(f"--resume: --data {cfg.data} holds the same text as the run's {rec['path']}")
+        run.data = os.path.abspath(cfg.data)
+    else:  # the run's own text: never the built-in corpus in place of a file
+        text, corpus_name, path = run_text(meta, cfg.out_dir, hint="; pass --data with the text the run trained on")
+        run.data = path
+    for line in notes:
+        log(line)
+    _check_memory(run, model["vocab_size"], "the checkpoint's vocab_size",
+                  {k: f"the checkpoint's {k}" for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size")})
+    return run, text, corpus_name
+
+
+def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
     start_iter, best_val, history = 0, math.inf, []
     if cfg.resume:
-        arrays, optim_arrays, meta = load_checkpoint(cfg.out_dir)
-        tok = tokenizer_from_dict(meta["tokenizer"])
-        for k in MODEL_KEYS:  # the architecture comes from the checkpoint
-            saved = meta["config"].get(k, _MODEL_KEY_DEFAULTS.get(k))
-            if k in cfg.explicit and getattr(cfg, k) != saved:
-                raise ValueError(f"--resume: --{k.replace('_', '-')} {getattr(cfg, k)} differs from the checkpoint's "
-                                 f"{saved} (the architecture of a resumed run comes from its checkpoint)")
-            setattr(cfg, k, saved)
+        cfg, text, corpus_name = _resume(cfg, log)
+        model, tok, meta, optim_state = load_training_checkpoint(cfg.out_dir)
         train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
-        model = build_model(meta["config"], "cpu", meta.get("dtype", cfg.dtype))
-        model.load_state_dict({k: Tensor(v) for k, v in arrays.items()})
         start_iter, best_val = meta["step"], meta.get("best_val_loss", math.inf)
         history = [h for h in meta.get("history", []) if h["step"] < start_iter]
     else:
-        tok = build_tokenizer(cfg.tokenizer, text, cfg.vocab_size)
-        train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
+        text, corpus_name, tok, train_ids, val_ids = fresh
+        if cfg.data is not None:
+            cfg.data = os.path.abspath(cfg.data)  # a checkpoint names its data file from any folder
+        if cfg.lr_decay_iters is None:  # "decay over max_iters", fixed now: --resume may change max_iters
+            cfg.lr_decay_iters = cfg.max_iters
         manual_seed(cfg.seed)
         config = dict(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
         model = build_model(config, "cpu", cfg.dtype)
+    device = backend.canonical_device(cfg.device)
     if device != "cpu":
         model.to(device)
+    data = data_record(cfg.data, corpus_name, text)
     config = dict(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
     rng = np.random.default_rng(cfg.seed)
     if cfg.resume:
-        optimizer.load_state_dict(join_arrays(meta["optimizer"], optim_arrays))
+        optimizer.load_state_dict(optim_state)
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
     n_params = sum(p.numel() for p in model.parameters())
@@ -341,19 +303,38 @@ def train(cfg: TrainConfig, log=print) -> dict:
     log(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, block {cfg.block_size}, "
         f"{n_params:,} parameters, {device}, {cfg.dtype}" + (f"; resuming at step {start_iter}" if cfg.resume else ""))
 
-    os.makedirs(cfg.out_dir, exist_ok=True)
     csv_path = os.path.join(cfg.out_dir, "loss.csv")
-    rows = [r for r in _read_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
+    rows = [r for r in _read_loss_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
+    last_saved = start_iter if cfg.resume else None
 
     def save(step):
-        opt_arrays = {}
-        opt_plain = split_arrays(optimizer.state_dict(), opt_arrays)
+        nonlocal last_saved
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
-                "model_rng": get_rng_state(), "optimizer": opt_plain, "train_config": asdict(cfg),
-                "corpus": corpus_name}
-        save_checkpoint(cfg.out_dir, model_arrays(model), opt_arrays, meta)
-        _write_csv(csv_path, rows)
+                "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name, "data": data}
+        save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
+        last_saved = step
+        try:
+            _write_loss_csv(csv_path, rows)
+        except OSError as e:
+            raise OSError(f"cannot write {csv_path}: {e.strerror or e} (the checkpoint of step {step} is saved)") from None
+
+    def diverged(step, what, lr_now):
+        kept = (f"nothing after step {last_saved} was saved (the checkpoint in {cfg.out_dir} is still step "
+                f"{last_saved}'s)" if last_saved is not None else "no checkpoint was written")
+        weights = "" if _all_finite(model) else " (the weights were already non-finite: the previous update made them so)"
+        raise TrainingDiverged(f"training diverged at step {step}: {what}{weights}; {kept}. Plausible causes: "
+                               + "; ".join(plausible_causes(cfg, step, lr_now)))
+
+    step_loss = [math.nan]
+
+    def check(loss, grad_norm):  # before the optimizer step: a non-finite update is never applied
+        lossf = float(loss.data)  # the step's one host sync (clip_grad_norm_ already brought the norm)
+        step_loss[0] = lossf
+        if not math.isfinite(lossf):
+            diverged(it, f"the loss is {lossf}", lr)
+        if grad_norm is not None and not math.isfinite(grad_norm):
+            diverged(it, f"the gradient norm is {grad_norm} (the loss was {lossf:.4g})", lr)
 
     tokens_per_step = cfg.batch_size * cfg.block_size
     t0 = time.perf_counter()
@@ -361,33 +342,34 @@ def train(cfg: TrainConfig, log=print) -> dict:
     model.train()
     it = start_iter
     bar = _progress(cfg, start_iter)
-    interrupted = False
-    with _Interrupt() as stop:
+    interrupted = None
+    # a diverging step overflows: the check below names it, numpy's warnings would only add noise
+    with _Interrupt() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while True:
             if it % cfg.eval_interval == 0 or it == cfg.max_iters:
                 tl = estimate_loss(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
                 vl = estimate_loss(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
+                if not (math.isfinite(tl) and math.isfinite(vl)):
+                    diverged(it, f"the evaluation loss is {tl if not math.isfinite(tl) else vl}", lr_at(max(it - 1, 0), cfg))
                 best_val = min(best_val, vl)
                 history.append({"step": it, "train_loss": tl, "val_loss": vl})
                 rows.append({"step": it, "lr": "", "loss": "", "eval_train_loss": f"{tl:.6f}",
-                             "eval_val_loss": f"{vl:.6f}", "val_perplexity": f"{math.exp(vl):.4f}"})
-                _say(bar, log, f"step {it}: train loss {tl:.4f}, val loss {vl:.4f}, val perplexity {math.exp(vl):.2f}")
+                             "eval_val_loss": f"{vl:.6f}", "val_perplexity": f"{perplexity(vl):.4f}"})
+                _say(bar, log, f"step {it}: train loss {tl:.4f}, val loss {vl:.4f}, val perplexity {perplexity(vl):.2f}")
                 if it > start_iter or it == cfg.max_iters:
                     save(it)
             if it >= cfg.max_iters:
                 break
             if stop.hit:
-                interrupted = True
+                interrupted = stop.hit
                 break
             ts = time.perf_counter()
-            lr = _lr_at(it, cfg)
+            lr = lr_at(it, cfg)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             x, y = get_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
-            loss = train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip)
-            lossf = float(loss.data)
-            if not math.isfinite(lossf):
-                raise FloatingPointError(f"training diverged at step {it}: loss is {lossf} (try a lower --lr)")
+            train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip, check)
+            lossf = step_loss[0]
             train_time += time.perf_counter() - ts
             steps_done += 1
             rows.append({"step": it, "lr": f"{lr:.6g}", "loss": f"{lossf:.6f}", "eval_train_loss": "",
@@ -400,12 +382,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
         bar.close()
     if interrupted:
         save(it)
-        log(f"interrupted: saved a checkpoint at step {it} in {cfg.out_dir} (continue with --resume)")
+        log(f"interrupted: saved a checkpoint at step {it} in {cfg.out_dir} (continue with --resume)"
+            + ("" if interrupted == "SIGINT" else f" [{interrupted}]"))
     elapsed = time.perf_counter() - t0
-    _plot(cfg.out_dir, rows, log)
-    summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": math.exp(best_val) if best_val < math.inf else math.inf,
+    _plot_losses(cfg.out_dir, rows, log)
+    summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": perplexity(best_val),
                "seconds": elapsed, "tokens_per_second": steps_done * tokens_per_step / max(train_time, 1e-9),
-               "interrupted": interrupted, "out_dir": cfg.out_dir}
+               "interrupted": bool(interrupted), "signal": interrupted, "out_dir": cfg.out_dir}
     log(f"done: {it} steps in {elapsed:.1f}s, {summary['tokens_per_second']:,.0f} tokens/s (training steps only); "
         f"best val loss {best_val:.4f}, perplexity {summary['best_val_perplexity']:.2f}; checkpoint in {cfg.out_dir}")
     if cfg.sample_tokens > 0 and not interrupted:
@@ -444,26 +427,26 @@ def _progress(cfg, start):
                 disable=None)
 
 
-_CSV_FIELDS = ["step", "lr", "loss", "eval_train_loss", "eval_val_loss", "val_perplexity"]
+# loss.csv's columns: a training step fills lr and loss, an evaluation the last three
+LOSS_CSV_FIELDS = ["step", "lr", "loss", "eval_train_loss", "eval_val_loss", "val_perplexity"]
 
 
-def _read_csv(path):
+def _read_loss_csv(path):
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
-def _write_csv(path, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+def _write_loss_csv(path, rows):
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=LOSS_CSV_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, text.getvalue())
 
 
-def _plot(out_dir, rows, log):
+def _plot_losses(out_dir, rows, log):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -482,25 +465,9 @@ def _plot(out_dir, rows, log):
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.legend()
     fig.tight_layout()
-    path = os.path.join(out_dir, "loss.png")
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    path = os.path.join(out_dir, "loss.png")
+    atomic_write(path, png.getbuffer())
     return path
-
-
-def config_from_args(args: dict, preset: str | None) -> TrainConfig:
-    """TrainConfig from a preset overridden by explicitly given values (None = not given)."""
-    cfg = TrainConfig()
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-        for k, v in PRESETS[preset].items():
-            setattr(cfg, k, v)
-    names = {f.name for f in fields(TrainConfig)}
-    given = []
-    for k, v in args.items():
-        if k in names and v is not None:
-            setattr(cfg, k, v)
-            given.append(k)
-    cfg.explicit = tuple(given)
-    return cfg

@@ -63,6 +63,29 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}")
 
 
+def state_dict_shapes(config: GPTConfig) -> dict:
+    """name -> shape of every tensor in `GPT(config).state_dict()`, in its order, without
+    building the model (so a checkpoint can be checked before anything is allocated).
+    A test keeps this equal to a built model's state_dict."""
+    C, bias = config.n_embd, config.bias
+
+    def linear(name, n_in, n_out):
+        return {f"{name}.weight": (n_out, n_in), **({f"{name}.bias": (n_out,)} if bias else {})}
+
+    def layer_norm(name):
+        return {f"{name}.weight": (C,), **({f"{name}.bias": (C,)} if bias else {})}
+
+    shapes = {"transformer.wte.weight": (config.vocab_size, C), "transformer.wpe.weight": (config.block_size, C)}
+    for i in range(config.n_layer):
+        h = f"transformer.h.{i}"
+        shapes.update({**layer_norm(f"{h}.ln_1"), **linear(f"{h}.attn.c_attn", C, 3 * C),
+                       **linear(f"{h}.attn.c_proj", C, C), **layer_norm(f"{h}.ln_2"),
+                       **linear(f"{h}.mlp.c_fc", C, 4 * C), **linear(f"{h}.mlp.c_proj", 4 * C, C)})
+    shapes.update(layer_norm("transformer.ln_f"))
+    shapes["lm_head.weight"] = (config.vocab_size, C)  # tied: the same tensor as transformer.wte.weight
+    return shapes
+
+
 class CausalSelfAttention(Module):
     def __init__(self, config: GPTConfig):
         super().__init__()

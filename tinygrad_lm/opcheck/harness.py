@@ -39,6 +39,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .. import backend
 from ..engine import Function, no_grad
 from ..gradcheck import gradcheck
 from ..tensor import Tensor
@@ -249,7 +250,7 @@ def check_forward(spec: OpSpec, case: Case, dtype=np.float64, device: str = "cpu
     with no_grad():
         out = spec.call(*make_tensors(case, dtype, device), **case.params)
     ref = np.asarray(spec.reference(*arrays, **case.params))
-    if out.device != device:
+    if out.device != backend.canonical_device(device):  # "cuda" names the device "cuda:0"
         return f"forward output is on {out.device}, inputs on {device}"
     got = out.numpy()
     if got.shape != ref.shape:

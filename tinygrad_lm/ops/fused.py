@@ -80,11 +80,13 @@ class FusedSoftmax(Function):
     dL/dx_i = p_i (g_i - sum_j g_j p_j).
 
     A row of all -inf gives p = 0 (PyTorch gives NaN) and a zero gradient."""
+    @backend.kernel("softmax")
     def forward(self, x, dim=-1):
         self.dim = dim
         self.p = _softmax(x, dim)
         return self.p
 
+    @backend.kernel("softmax")
     def backward(self, g):
         p, d = self.p, self.dim
         dot = _rowdot(g, p) if d in (-1, p.ndim - 1) else (g * p).sum(axis=d, keepdims=True)
@@ -98,6 +100,7 @@ class FusedLogSoftmax(Function):
     dL/dx_i = g_i - softmax(x)_i sum_j g_j.
 
     A row of all -inf gives NaN, as in PyTorch (log 0 - log 0)."""
+    @backend.kernel("log_softmax")
     def forward(self, x, dim=-1):
         xp = _xp(x)
         self.dim = dim
@@ -111,6 +114,7 @@ class FusedLogSoftmax(Function):
         self.p = e
         return out
 
+    @backend.kernel("log_softmax")
     def backward(self, g):
         d = self.dim
         tot = _rowsum(g) if d in (-1, g.ndim - 1) else g.sum(axis=d, keepdims=True)
@@ -133,6 +137,7 @@ class FusedSoftmaxCrossEntropy(Function):
     is one fancy-index subtraction. An all-ignored batch gives NaN for 'mean' (0/0), as PyTorch.
     """
 
+    @backend.kernel("cross_entropy")
     def forward(self, x, y, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         xp = _xp(x)
         n, c = x.shape
@@ -164,6 +169,7 @@ class FusedSoftmaxCrossEntropy(Function):
         with np.errstate(divide="ignore", invalid="ignore"):
             return total / self.count.astype(x.dtype)
 
+    @backend.kernel("cross_entropy")
     def backward(self, g):
         e = self.e
         if self.reduction == "none":
@@ -199,6 +205,7 @@ class FusedLayerNorm(Function):
     """
     # every sum over rows or columns is a BLAS matrix-vector product, not numpy's sum
     # (faster on short rows: docs/performance.md)
+    @backend.kernel("layer_norm")
     def forward(self, x, *wb, d, eps=1e-5, has_weight=True, has_bias=True):
         xp = _xp(x)
         self.shape, self.has_weight, self.has_bias = x.shape, has_weight, has_bias
@@ -224,6 +231,7 @@ class FusedLayerNorm(Function):
             out = xhat + b if b is not None else xhat.copy()
         return out.reshape(x.shape)
 
+    @backend.kernel("layer_norm")
     def backward(self, dy):
         xp = _xp(dy)
         xhat, rstd, w = self.xhat, self.rstd, self.w
@@ -271,6 +279,7 @@ class FusedGeluTanh(Function):
     Saving s (not tanh u) makes the backward 9 passes instead of 12."""
     # tanh, not the equivalent x / (1 + exp(-2u)): it never overflows, and numpy's float32
     # tanh is the faster of the two (docs/performance.md)
+    @backend.kernel("gelu_tanh")
     def forward(self, x):
         xp = _xp(x)
         self.shape = x.shape
@@ -285,6 +294,7 @@ class FusedGeluTanh(Function):
         self.x, self.s = x, s
         return (x * s).reshape(self.shape)
 
+    @backend.kernel("gelu_tanh")
     def backward(self, g):
         xp = _xp(g)
         x, s = self.x, self.s
@@ -477,12 +487,14 @@ class FusedAttention(Function):
     (a bool array, True = masked, e.g. the cached causal mask) is a constant. A fully masked
     row attends to nothing: its output and gradients are zero.
     """
+    @backend.kernel("attention")
     def forward(self, q, k, v, *mask, drop_mask=None, scale=1.0, dropout_p=0.0):
         self.q, self.k, self.v, self.scale = q, k, v, scale
         self.need_mask = bool(mask) and self.needs_input_grad is not None and self.needs_input_grad[3]
         self.mshape = mask[0].shape if mask else None
         return _attention_forward(self, q, k, v, mask[0] if mask else None, drop_mask, scale, dropout_p)
 
+    @backend.kernel("attention")
     def backward(self, g):
         need = self.needs_input_grad
         dq, dk, dv, dm = _attention_backward(self, g, self.q, self.k, self.v, self.scale)
@@ -505,6 +517,7 @@ class FusedPackedCausalAttention(Function):
     gradient, so neither the head split nor the head merge copies anything and no zero-filled
     slice gradients are summed.
     """
+    @backend.kernel("causal_attention")
     def forward(self, qkv, n_head, drop_mask, dropout_p=0.0):
         xp = _xp(qkv)
         b, t, c3 = qkv.shape
@@ -518,6 +531,7 @@ class FusedPackedCausalAttention(Function):
                            out=y.transpose(0, 2, 1, 3))
         return y.reshape(b, t, c)
 
+    @backend.kernel("causal_attention")
     def backward(self, g):
         xp = _xp(g)
         b, nh, t, hs = self.q.shape

@@ -70,7 +70,31 @@ def getitem(t, idx):
         out.append(i)
     if masks:
         out = _masks_to_positions(t.shape, out)
+    if advanced:
+        _check_int_arrays(t.shape, out)
     return (Index if advanced else Slice).apply(t, index=tuple(out))
+
+
+def _check_int_arrays(shape, items):
+    """Raise IndexError for an integer array index outside [-size, size) of the dim it indexes.
+    numpy raises by itself but cupy wraps such indices around silently, so the check is ours,
+    the same on both: one min/max read per array (positions from boolean masks are in range)."""
+    used = sum(0 if (i is None or i is Ellipsis) else 1 for i in items)
+    dim = 0
+    for i in items:
+        if i is Ellipsis:
+            dim += max(len(shape) - used, 0)
+            continue
+        if i is None:
+            continue
+        if hasattr(i, "dtype") and getattr(i, "ndim", 0) >= 0 and i.dtype.kind in "iu" and i.size \
+                and not isinstance(i, np.integer) and dim < len(shape):
+            n = shape[dim]
+            lo, hi = backend.index_span(i)
+            if lo < -n or hi >= n:
+                raise IndexError(f"getitem: index out of bounds for dim {dim} of size {n}: indices span [{lo}, {hi}] "
+                                 f"(tensor shape {tuple(shape)}, index {_show(tuple(items))})")
+        dim += 1
 
 
 def _masks_to_positions(shape, items):

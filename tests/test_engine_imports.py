@@ -1,7 +1,8 @@
 """The import rules of the lower layers, read from the source (every import, lazy ones included).
 
-backend <- engine <- ops/ <- tensor.py: each imports only the layers below it, so there is no
-import cycle among them; opcheck/ is a tool above the library, which only the CLI imports.
+backend (+ kernels/) <- engine <- ops/ <- tensor.py: each imports only the layers below it, so
+there is no import cycle among them; opcheck/ is a tool above the library, which only the CLI
+imports. (tests/test_workflow_imports.py has the rules of the workflow layer.)
 """
 import ast
 import os
@@ -38,8 +39,11 @@ def files(sub=""):
     return sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".py"))
 
 
-def test_backend_imports_nothing_from_the_package():
-    assert package_imports(os.path.join(PKG, "backend.py")) == set()
+def test_the_backend_and_its_kernels_import_nothing_above_them():
+    """backend.py loads the CUDA kernels (lazily, for cupy arrays); the kernels use the backend."""
+    assert package_imports(os.path.join(PKG, "backend.py")) <= {"kernels"}
+    for path in files("kernels"):
+        assert all(m == "backend" or m.split(".")[0] == "kernels" for m in package_imports(path)), path
 
 
 def test_the_engine_imports_only_the_backend():

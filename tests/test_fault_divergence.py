@@ -17,7 +17,8 @@ def test_a_failing_check_leaves_weights_and_optimizer_untouched():
     """train_step runs `check` before the optimizer step: a diverged step is never applied."""
     import numpy as np
     from tinygrad_lm.checkpoint import build_model, model_arrays
-    from tinygrad_lm.tensor import Tensor, manual_seed
+    from tinygrad_lm.engine import manual_seed
+    from tinygrad_lm.tensor import Tensor
     from tinygrad_lm.train import TrainingDiverged, train_step
     manual_seed(0)
     model = build_model(dict(vocab_size=11, n_layer=1, n_head=2, n_embd=8, block_size=4, dropout=0.0, bias=False,

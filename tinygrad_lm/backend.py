@@ -257,15 +257,12 @@ def index_add_rows(num_rows: int, index, values):
 
     `index` is 1-D (N,), `values` is (N, C). This is the embedding backward. On numpy: sort
     the indices, then sum each run of equal ones with `add.reduceat` (O(N*C), float32 sums in
-    index order; `np.add.at` is unbuffered and 5-10x slower). reduceat pays a per-row overhead,
-    so rows whose index occurs once are copied with one fancy-index assignment instead, and
-    only the repeated ones go through reduceat: 3.4x faster for a 50257-row table with 8192
-    indices, where most indices are distinct. Indices that are all distinct (a position
-    embedding) are one assignment. Measured and rejected for small tables: a one-hot matmul
-    (onehot(R, N) @ values) and `np.bincount` with weights were no faster at GPT's
-    (65 rows, 768 indices, 128 wide) and the matmul collapses when BLAS threads have to share
-    the cores. On cupy see `_segment_sums` (deterministic, the default) or `cupy.add.at`
-    (atomic, after `use_deterministic_algorithms(False)`).
+    index order; not `np.add.at`, which is unbuffered). reduceat pays a per-row overhead, so
+    rows whose index occurs once are copied with one fancy-index assignment instead, and only
+    the repeated ones go through reduceat. Indices that are all distinct (a position
+    embedding) are one assignment. On cupy see `_segment_sums` (deterministic, the default)
+    or `cupy.add.at` (atomic, after `use_deterministic_algorithms(False)`). (Timings, and the
+    alternatives measured and rejected: docs/performance.md.)
     """
     xp = array_module(values)
     out = xp.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)
@@ -389,14 +386,16 @@ def erf(x):
 
 
 def tune_host_allocator(limit: int = 1 << 30) -> bool:
-    """Keep freed heap memory inside the process (glibc only; a no-op elsewhere).
+    """Keep freed heap memory inside the process (glibc only; a no-op elsewhere). Returns
+    whether it applied.
 
-    By default glibc returns every freed block above ~128 KB to the OS (mmap/munmap), so each
-    new temporary of a training step pays page faults again: on a 2-core VM, `2.0 * (a + b)`
-    on 1 MB arrays took 1.5 ms instead of 0.06 ms. Raising the mmap and trim thresholds lets
-    the next step reuse warm pages. Called once when tinygrad_lm is imported, unless the
-    environment sets TINYGRAD_LM_NO_MALLOC_TUNE=1; the cost is that resident memory stays
-    near its peak. Returns whether it applied."""
+    By default glibc hands every freed block above ~128 KB back to the OS (mmap/munmap), so
+    each new temporary of a training step is page-faulted in again. Raising glibc's mmap and
+    trim thresholds to `limit` lets the next step reuse warm pages; the cost is that resident
+    memory stays near its peak. This changes the whole process's allocator, so importing
+    tinygrad_lm never does it: the `tinygrad-lm` command calls it (unless the environment sets
+    TINYGRAD_LM_NO_MALLOC_TUNE=1), and a program using the library may. What it measurably
+    buys and costs: docs/performance.md."""
     import ctypes
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -404,10 +403,6 @@ def tune_host_allocator(limit: int = 1 << 30) -> bool:
         return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, limit))
     except (OSError, AttributeError):
         return False
-
-
-if os.environ.get("TINYGRAD_LM_NO_MALLOC_TUNE") != "1":
-    tune_host_allocator()
 
 
 # ================================================================ fused CUDA kernels: the dispatch seam

@@ -9,6 +9,7 @@ SIGTERM with 143 (128 + the signal's number, as a shell reports it), after savin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -212,9 +213,8 @@ def cmd_gradcheck(a):
     print(opcheck.format_table(rows))
     ok = all(r["passed"] for r in rows)
     if not a.no_gpt and not a.ops:
-        from .models.gpt import gradcheck_gpt
         for bias in (True, False):
-            report = gradcheck_gpt(bias=bias, seed=a.seed)
+            report = opcheck.gradcheck_gpt(bias=bias, seed=a.seed)
             print(f"\nwhole GPT (float64; 2 layers, 2 heads, 16 dims, block 8, vocab 11, bias={bias}):")
             print(report.table())
             ok = ok and report.passed
@@ -314,11 +314,13 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    from .backend import DeviceError
+    from .backend import DeviceError, tune_host_allocator
     from .checkpoint import CheckpointError
     from .data import DataError
     parser = build_parser()
     a = parser.parse_args(argv)
+    if os.environ.get("TINYGRAD_LM_NO_MALLOC_TUNE") != "1":
+        tune_host_allocator()  # numpy's temporaries reuse warm pages (docs/performance.md)
     try:
         return a.func(a)
     except (ValueError, DataError, CheckpointError, DeviceError, OSError, FloatingPointError, ImportError) as e:

@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 from .data import get_batch, iter_eval_batches
-from .tensor import Tensor, no_grad
+from .engine import no_grad
+from .tensor import Tensor
 
 
 def perplexity(loss: float) -> float:

@@ -42,10 +42,11 @@ from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, checkpoint_di
                          load_training_checkpoint, model_config, model_dtype, read_meta, run_text,
                          save_training_checkpoint)
 from .data import build_tokenizer, encode_splits, get_batch, load_corpus, text_sha256
+from .engine import get_rng_state, manual_seed, set_rng_state
 from .evaluate import estimate_loss, perplexity
 from .fileio import FolderLock, FolderLockedError, atomic_write, remove_stale_temporaries
 from .resources import check_training_fits
-from .tensor import Tensor, get_rng_state, manual_seed, set_rng_state
+from .tensor import Tensor
 from .train_config import PRESETS, TrainConfig, config_from_args, resume_config
 
 # TrainConfig, PRESETS and config_from_args live in train_config.py (no engine imports, so the

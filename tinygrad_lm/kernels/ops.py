@@ -47,7 +47,7 @@ def _rt_of(*arrays):
 
 # ================================================================ softmax, log_softmax
 class _RowSoftmax:
-    """ops.fused.Softmax / LogSoftmax over the last dim of a C-contiguous array."""
+    """ops.fused.FusedSoftmax / FusedLogSoftmax over the last dim of a C-contiguous array."""
     def __init__(self, log: bool):
         self.fwd = "log_softmax_fwd" if log else "softmax_fwd"
         self.bwd = "log_softmax_bwd" if log else "softmax_bwd"
@@ -79,7 +79,7 @@ class _RowSoftmax:
 
 # ================================================================ cross-entropy
 class _CrossEntropy:
-    """ops.fused.SoftmaxCrossEntropy: x (N, C) float, y (N,) integer targets."""
+    """ops.fused.FusedSoftmaxCrossEntropy: x (N, C) float, y (N,) integer targets."""
     _MODES = {"none": 0, "sum": 1, "mean": 2}
 
     def runtime(self, ctx, x, y, ignore_index=-100, reduction="mean", label_smoothing=0.0):
@@ -121,7 +121,7 @@ class _CrossEntropy:
 
 # ================================================================ layer norm
 class _LayerNorm:
-    """ops.fused.LayerNorm over the last d entries; weight and bias optional."""
+    """ops.fused.FusedLayerNorm over the last d entries; weight and bias optional."""
 
     def runtime(self, ctx, x, *wb, d, eps=1e-5, has_weight=True, has_bias=True):
         if x.size == 0 or d == 0 or not x.flags.c_contiguous or x.size // d > _INT32_MAX:
@@ -171,7 +171,7 @@ class _LayerNorm:
 
 # ================================================================ GELU
 class _Gelu:
-    """ops.fused.GeluTanh (tanh always) and ops.elementwise.Gelu (exact or tanh)."""
+    """ops.fused.FusedGeluTanh (tanh always) and ops.elementwise.Gelu (exact or tanh)."""
     def __init__(self, always_tanh: bool):
         self.always_tanh = always_tanh
 
@@ -263,7 +263,7 @@ class _AttentionCore:
 
 
 class _Attention:
-    """ops.fused.Attention without masks or dropout: q (..., Tq, hd), k and v (..., Tk, hd),
+    """ops.fused.FusedAttention without masks or dropout: q (..., Tq, hd), k and v (..., Tk, hd),
     the same batch dims, C-contiguous (no causal mask either: that case comes as a bool
     drop_mask, which could be any mask, and is left to the numpy code)."""
 
@@ -311,7 +311,7 @@ class _Attention:
 
 
 class _PackedCausalAttention:
-    """ops.fused.PackedCausalAttention without dropout: qkv (B, T, 3C) C-contiguous, read in
+    """ops.fused.FusedPackedCausalAttention without dropout: qkv (B, T, 3C) C-contiguous, read in
     place as (B, T, 3, H, hd); the output is written as (B, T, H, hd) = (B, T, C)."""
 
     def runtime(self, ctx, qkv, n_head, drop_mask, dropout_p=0.0):

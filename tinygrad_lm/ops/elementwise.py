@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from .. import backend
-from ..tensor import Function, unbroadcast, broadcast_shapes
+from ..engine import Function, unbroadcast, broadcast_shapes
 
 
 def _xp(a):

@@ -46,11 +46,13 @@ def test_the_preset_table_and_the_resource_estimates_import_no_engine():
 
 
 @pytest.mark.parametrize("module", ["checkpoint.py", "evaluate.py", "generate.py", "ngram.py",
-                                    "data/__init__.py", "data/corpus.py", "data/tokenizer.py", "data/batches.py"])
+                                    "data/__init__.py", "data/corpus.py", "data/tokenizer.py", "data/batches.py",
+                                    "data/examples.py"])
 def test_what_sample_and_eval_use_never_imports_training(module):
     assert not {m for m in package_imports(module) if m.split(".")[0] in ("train", "train_config")}
 
 
-@pytest.mark.parametrize("module", ["data/__init__.py", "data/corpus.py", "data/tokenizer.py", "data/batches.py"])
+@pytest.mark.parametrize("module", ["data/__init__.py", "data/corpus.py", "data/tokenizer.py", "data/batches.py",
+                                    "data/examples.py"])
 def test_data_layer_needs_no_engine(module):
     assert {m for m in package_imports(module) if not m.startswith("data")} <= {"fileio", "resources"}

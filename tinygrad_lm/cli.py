@@ -21,7 +21,14 @@ def _add_train(sub):
     p.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="; ".join(f"{name} = {PRESET_ABOUT[name]} ({describe_preset(name)})" for name in PRESETS)
                         + ". Explicit flags override the preset.")
-    p.add_argument("--data", help="a UTF-8 text file to train on (default: the built-in corpus)")
+    p.add_argument("--data", help="a UTF-8 text file to train on (default: the built-in corpus); a .jsonl file holds "
+                                  "prompt/completion examples, a line {\"prompt\": ..., \"completion\": ...} each")
+    p.add_argument("--init-from", metavar="DIR",
+                   help="fine-tune: start from the weights of the checkpoint in DIR (the --out-dir of a train or dpo "
+                        "run; not its optimizer state or step), with its tokenizer and model shape, into a new --out-dir")
+    p.add_argument("--loss-on", choices=["all", "completion"],
+                   help="with .jsonl examples: count every token in the loss (all, the default) or only the "
+                        "completion's (completion: the prompt's targets are ignored)")
     p.add_argument("--tokenizer", choices=["char", "bpe"])
     p.add_argument("--vocab-size", type=int, help="BPE vocabulary size (>= 256)")
     for name, typ in (("n-layer", int), ("n-head", int), ("n-embd", int), ("block-size", int), ("batch-size", int),
@@ -140,22 +147,32 @@ def _add_eval(sub):
 
 def cmd_eval(a):
     from .checkpoint import load_model, model_dtype, run_text
-    from .data import encode_splits, load_text
+    from .data import encode_splits, is_jsonl, load_prompt_completion, load_text
     from .evaluate import evaluate_split
     from .resources import SIZE_KEYS, check_sizes, inference_bytes, itemsize
     model, tok, meta = load_model(a.out_dir, a.device)
     block = model.config.block_size
+    run = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}
+    loss_on = run.get("loss_on", "all") if run.get("loss_on") in ("all", "completion") else "all"
     if a.data:
-        ids = tok.encode_array(load_text(a.data))
-        if len(ids) < block + 1:
-            raise ValueError(f"{a.data} has {len(ids)} tokens; need at least block_size + 1 = {block + 1}")
-        data, what = ids, a.data
+        text = load_text(a.data)
+        if is_jsonl(a.data):  # prompt/completion examples, scored as the run scored them
+            data, what = load_prompt_completion(text, a.data, tok, block, loss_on, "the checkpoint's", split=False)[0], a.data
+        else:
+            ids = tok.encode_array(text)
+            if len(ids) < block + 1:
+                raise ValueError(f"{a.data} has {len(ids)} tokens; need at least block_size + 1 = {block + 1}")
+            data, what = ids, a.data
     else:  # the split of the text the run trained on: its recorded file, unchanged since
-        text, name, _ = run_text(meta, a.out_dir, hint="; pass --data FILE to evaluate on a file as it is now")
-        train_ids, val_ids = encode_splits(text, tok, block)
+        text, name, path = run_text(meta, a.out_dir, hint="; pass --data FILE to evaluate on a file as it is now")
+        if is_jsonl(path):
+            train_ids, val_ids, _ = load_prompt_completion(text, name, tok, block, loss_on, "the checkpoint's")
+        else:
+            train_ids, val_ids = encode_splits(text, tok, block)
         data, what = (train_ids if a.split == "train" else val_ids), f"{name} ({a.split} split)"
     cfg = {k: getattr(model.config, k) for k in SIZE_KEYS}
-    rows = min(a.batch_size, max((len(data) - 1) // block, 1))  # a batch never holds more windows than the data
+    # a batch never holds more windows (or examples) than the data
+    rows = min(a.batch_size, len(data) if hasattr(data, "iter_batches") else max((len(data) - 1) // block, 1))
     check_sizes(lambda v: inference_bytes({**cfg, **v}, min(v["batch_size"], rows), block, itemsize(model_dtype(meta))),
                 {**cfg, "batch_size": a.batch_size}, {**{k: f"the checkpoint's {k}" for k in SIZE_KEYS},
                                                       "batch_size": "--batch-size"}, a.device)

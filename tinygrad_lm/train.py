@@ -36,9 +36,10 @@ from dataclasses import asdict, replace
 import numpy as np
 
 from . import backend
-from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, data_record, load_training_checkpoint,
+from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, data_record, load_init, load_training_checkpoint,
                          model_config, model_dtype, read_meta, run_text, save_training_checkpoint)
-from .data import build_tokenizer, encode_splits, get_batch, load_corpus, text_sha256
+from .data import (build_tokenizer, check_encodable, encode_splits, examples_text, get_batch, is_jsonl, load_corpus,
+                   load_prompt_completion, sample_batch, text_sha256)
 from .engine import get_rng_state, manual_seed, set_rng_state
 from .evaluate import estimate_loss, perplexity
 from .resources import check_training_fits
@@ -46,6 +47,7 @@ from .runs import (Divergence, LossLog, StepLoop, TrainingDiverged, locked_out_d
                    say)
 from .runs import prepare_out_dir as _prepare_out_dir
 from .tensor import Tensor
+from .ranges import flag_name
 from .train_config import PRESETS, TrainConfig, config_from_args, resume_config
 
 # TrainConfig, PRESETS and config_from_args live in train_config.py (no engine imports, so the
@@ -136,18 +138,63 @@ def train(cfg: TrainConfig, log=print) -> dict:
     cfg = replace(cfg)  # resolved below (absolute data path, the schedule): the caller's stays as given
     cfg.validate()
     backend.canonical_device(cfg.device)
+    init_given = cfg.init_from  # as given, for messages
+    if cfg.init_from is not None:  # recorded absolute, like --data: a --resume from any folder compares equal
+        cfg.init_from = os.path.abspath(cfg.init_from)
+        if not cfg.resume and os.path.realpath(cfg.out_dir) == os.path.realpath(cfg.init_from):
+            raise ValueError(f"--out-dir {cfg.out_dir} is the --init-from folder: fine-tuning writes a new run into "
+                             f"another --out-dir, and the checkpoint it starts from stays as it is")
     refuse_if_in_use(cfg.out_dir)  # first: a folder in use is the one thing to say (and nothing is created)
     prepare_out_dir(cfg)
     fresh = None
     if not cfg.resume:  # read and size everything before the folder is touched
+        init = _init_from(cfg, init_given) if cfg.init_from is not None else None
         text, corpus_name = load_corpus(cfg.data)
-        vocab = cfg.vocab_size if cfg.tokenizer == "bpe" else len(set(text))
-        _check_memory(cfg, vocab, "--vocab-size" if cfg.tokenizer == "bpe" else "the text's vocabulary")
-        tok = build_tokenizer(cfg.tokenizer, text, cfg.vocab_size)
-        fresh = (text, corpus_name, tok, *encode_splits(text, tok, cfg.block_size))
+        if init is not None:
+            tok = init[1]
+            _check_memory(cfg, tok.vocab_size, "the --init-from checkpoint's vocab_size",
+                          {k: f"the --init-from checkpoint's {k}" for k in ("n_layer", "n_head", "n_embd", "block_size")})
+        else:
+            source = examples_text(text, corpus_name) if is_jsonl(cfg.data) else text
+            vocab = cfg.vocab_size if cfg.tokenizer == "bpe" else len(set(source))
+            _check_memory(cfg, vocab, "--vocab-size" if cfg.tokenizer == "bpe" else "the text's vocabulary")
+            tok = build_tokenizer(cfg.tokenizer, source, cfg.vocab_size)
+        train_data, val_data = _splits(text, corpus_name, tok, cfg, log, "the --init-from checkpoint's" if init else None)
+        fresh = (text, corpus_name, tok, train_data, val_data, init)
     # prepare_out_dir again once locked: another run may have finished in the folder since
     with locked_out_dir(cfg.out_dir, recheck=lambda: prepare_out_dir(cfg)):
         return _train_locked(cfg, fresh, log)
+
+
+def _init_from(cfg: TrainConfig, given: str):
+    """Fine-tuning: the --init-from checkpoint (`given`: the path as the user gave it) ->
+    (model, tokenizer, meta); cfg takes the checkpoint's shape, dtype and tokenizer. A flag
+    given that differs from them is refused."""
+    model, tok, meta = load_init(given)
+    fixed = {k: getattr(model.config, k) for k in MODEL_KEYS}
+    fixed.update(dtype=model_dtype(meta), tokenizer=tok.kind, vocab_size=tok.vocab_size if tok.kind == "bpe" else None)
+    for k, v in fixed.items():
+        if k in cfg.explicit and getattr(cfg, k) != v:
+            raise ValueError(f"--init-from {given}: {flag_name(k)} {getattr(cfg, k)} differs from the "
+                             f"checkpoint's {v} (a fine-tuned model keeps the shape, dtype and tokenizer of the "
+                             f"checkpoint it starts from: leave {flag_name(k)} out)")
+        setattr(cfg, k, v)
+    return model, tok, meta
+
+
+def _splits(text, source, tok, cfg: TrainConfig, log, whose=None):
+    """-> (train, val): the token arrays of a text (90/10), or the SequenceSets of a JSONL
+    file's prompt/completion examples. `whose` names a tokenizer that did not come from this
+    text (--init-from): a character it cannot encode is named with its line and column."""
+    if is_jsonl(cfg.data):
+        train_set, val_set, notes = load_prompt_completion(text, source, tok, cfg.block_size, cfg.loss_on,
+                                                           whose or "the run's")
+        for line in notes:
+            log(line)
+        return train_set, val_set
+    if whose is not None:
+        check_encodable(tok, text, source, whose)
+    return encode_splits(text, tok, cfg.block_size)
 
 
 def _check_memory(cfg: TrainConfig, vocab_size: int, vocab_label: str, labels: dict | None = None) -> None:
@@ -199,18 +246,21 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
     if cfg.resume:
         cfg, text, corpus_name = _resume(cfg, log)
         model, tok, meta, optim_state = load_training_checkpoint(cfg.out_dir)
-        train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
+        train_ids, val_ids = _splits(text, corpus_name, tok, cfg, log)
         start_iter, best_val = meta["step"], meta.get("best_val_loss", math.inf)
         history = [h for h in meta.get("history", []) if h["step"] < start_iter]
+        init_record = meta.get("init")
     else:
-        text, corpus_name, tok, train_ids, val_ids = fresh
+        text, corpus_name, tok, train_ids, val_ids, init = fresh
         if cfg.data is not None:
             cfg.data = os.path.abspath(cfg.data)  # a checkpoint names its data file from any folder
         if cfg.lr_decay_iters is None:  # "decay over max_iters", fixed now: --resume may change max_iters
             cfg.lr_decay_iters = cfg.max_iters
         manual_seed(cfg.seed)
         config = dict(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
-        model = build_model(config, "cpu", cfg.dtype)
+        model = build_model(config, "cpu", cfg.dtype) if init is None else init[0]
+        init_record = None if init is None else {"path": cfg.init_from, "step": init[2].get("step"),
+                                                 "data": init[2].get("data")}
     device = backend.canonical_device(cfg.device)
     if device != "cpu":
         model.to(device)
@@ -223,8 +273,16 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"corpus {corpus_name}: {len(text):,} characters -> {len(train_ids):,} train / {len(val_ids):,} val tokens "
-        f"({cfg.tokenizer} tokenizer, vocab {tok.vocab_size})")
+    if is_jsonl(cfg.data):
+        log(f"examples {corpus_name}: {len(train_ids):,} train / {len(val_ids):,} val examples, "
+            f"{train_ids.num_targets():,} / {val_ids.num_targets():,} target tokens (loss on {cfg.loss_on}; "
+            f"{cfg.tokenizer} tokenizer, vocab {tok.vocab_size})")
+    else:
+        log(f"corpus {corpus_name}: {len(text):,} characters -> {len(train_ids):,} train / {len(val_ids):,} val tokens "
+            f"({cfg.tokenizer} tokenizer, vocab {tok.vocab_size})")
+    if init_record is not None:
+        log(f"fine-tuning: the weights of {init_record['path']} (step {init_record['step']}) are the start; its "
+            f"tokenizer and shape are the model's")
     log(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, block {cfg.block_size}, "
         f"{n_params:,} parameters, {device}, {cfg.dtype}" + (f"; resuming at step {start_iter}" if cfg.resume else ""))
 
@@ -238,6 +296,8 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
                 "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name, "data": data}
+        if init_record is not None:
+            meta["init"] = init_record
         save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
         guard.saved(step)
         losses.write(step)
@@ -257,7 +317,9 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         lr = lr_at(it, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        x, y = get_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
+        nonlocal tokens
+        x, y = sample_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
+        tokens += x.size
         step_loss = []
 
         def check(loss, grad_norm):  # before the optimizer step: a non-finite update is never applied
@@ -266,19 +328,19 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         losses.add(step=it, lr=f"{lr:.6g}", loss=f"{step_loss[0]:.6f}")
         return step_loss[0]
 
-    tokens_per_step = cfg.batch_size * cfg.block_size
+    tokens = 0  # inputs fed to training steps (examples are padded to their batch's longest, not block_size)
     t0 = time.perf_counter()
     model.train()
     bar = progress_bar(cfg.progress, cfg.max_iters, start_iter)
     loop = StepLoop(start_iter, cfg.max_iters, cfg.eval_interval, bar).run(
         evaluate, step, save, cfg.out_dir, log,
-        postfix=lambda lp, lossf: f"loss {lossf:.4f}, {lp.steps_done * tokens_per_step / max(lp.step_seconds, 1e-9):,.0f} tok/s")
+        postfix=lambda lp, lossf: f"loss {lossf:.4f}, {tokens / max(lp.step_seconds, 1e-9):,.0f} tok/s")
     it, interrupted = loop.it, loop.interrupted
     elapsed = time.perf_counter() - t0
     losses.plot([("cross-entropy (nats/token)", [("loss", "batch loss", "line"), ("eval_train_loss", "train (eval)", "o-"),
                                                  ("eval_val_loss", "val (eval)", "o-")])])
     summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": perplexity(best_val),
-               "seconds": elapsed, "tokens_per_second": loop.steps_done * tokens_per_step / max(loop.step_seconds, 1e-9),
+               "seconds": elapsed, "tokens_per_second": tokens / max(loop.step_seconds, 1e-9),
                "interrupted": bool(interrupted), "signal": interrupted, "out_dir": cfg.out_dir}
     log(f"done: {it} steps in {elapsed:.1f}s, {summary['tokens_per_second']:,.0f} tokens/s (training steps only); "
         f"best val loss {best_val:.4f}, perplexity {summary['best_val_perplexity']:.2f}; checkpoint in {cfg.out_dir}")

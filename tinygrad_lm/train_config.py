@@ -22,7 +22,9 @@ class TrainConfig:
     """Everything a training run needs. The defaults are the quick-start run, the preset
     "default": `tinygrad-lm train` with no flags runs exactly `TrainConfig()`."""
     # data
-    data: str | None = None          # a UTF-8 text file; None = the built-in corpus
+    data: str | None = None          # a UTF-8 text file (.jsonl: prompt/completion examples); None = the built-in corpus
+    loss_on: str = "all"             # all | completion (JSONL examples: only the completion's tokens count)
+    init_from: str | None = None     # a checkpoint folder whose weights (and tokenizer, shape) the run starts from
     tokenizer: str = "char"          # char | bpe
     vocab_size: int | None = None    # for bpe
     # model
@@ -71,6 +73,10 @@ class TrainConfig:
         need(self.n_embd % self.n_head == 0, f"--n-embd {self.n_embd} is not divisible by --n-head {self.n_head}")
         need(self.gelu_approximate in ("tanh", "none"), f"--gelu-approximate must be tanh or none, got {self.gelu_approximate!r}")
         need(self.tokenizer in ("char", "bpe"), f"--tokenizer must be char or bpe, got {self.tokenizer!r}")
+        need(self.loss_on in ("all", "completion"), f"--loss-on must be all or completion, got {self.loss_on!r}")
+        need(self.loss_on == "all" or (isinstance(self.data, str) and self.data.lower().endswith(".jsonl")),
+             f"--loss-on completion needs prompt/completion examples: --data FILE.jsonl, a line "
+             f'{{"prompt": ..., "completion": ...}} per example (got --data {self.data or "the built-in corpus"})')
         need(self.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {self.dtype!r}")
         need(not (self.resume and self.force), "--resume and --force contradict each other: --resume continues the "
                                                "checkpoint, --force replaces it")

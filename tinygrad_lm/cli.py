@@ -1,4 +1,4 @@
-"""`tinygrad-lm`: train | sample | eval | ngram | gradcheck | bench | graph.
+"""`tinygrad-lm`: train | dpo | sample | eval | ngram | gradcheck | bench | graph.
 
 Every error a user can cause (a bad flag, a missing file, a broken checkpoint) ends in a
 one-line message naming the problem and exit status 2; nothing on disk is changed. Every
@@ -60,6 +60,55 @@ def cmd_train(a):
     cfg = config_from_args(args, a.preset)
     cfg.progress = not a.no_progress
     summary = train(cfg)
+    if summary["interrupted"]:
+        import signal
+        return 128 + int(getattr(signal, summary.get("signal") or "SIGINT", signal.SIGINT))
+    return 0
+
+
+def _add_dpo(sub):
+    p = sub.add_parser("dpo", help="preference optimization (DPO) of a trained checkpoint on chosen/rejected pairs",
+                       description="Direct Preference Optimization: move a trained model toward the chosen answer "
+                                   "of each pair and away from the rejected one, against a frozen copy of itself "
+                                   "(docs/preference.md).")
+    p.add_argument("--init-from", metavar="DIR",
+                   help="the --out-dir of a train (or dpo) run: the policy starts from its weights, the frozen "
+                        "reference is a copy of them, the tokenizer and shape are its")
+    p.add_argument("--pairs", metavar="FILE.jsonl",
+                   help='preference pairs, a line {"prompt": ..., "chosen": ..., "rejected": ...} each')
+    p.add_argument("--out-dir", help="where checkpoints, loss.csv and loss.png go (default: out-dpo)")
+    for name, typ, help_ in (
+            ("beta", float, "how strongly the policy is held to the reference (default 0.1)"),
+            ("val-share", float, "the share of the pairs held out for evaluation (default 0.1)"),
+            ("batch-size", int, "pairs per step (default 8)"),
+            ("lr", float, "AdamW learning rate, after a linear warmup (default 1e-4)"),
+            ("warmup-iters", int, "default 10"), ("max-iters", int, "default 200"),
+            ("weight-decay", float, "default 0"), ("grad-clip", float, "default 1"),
+            ("eval-interval", int, "evaluate on the held-out pairs and save every this many steps (default 50)"),
+            ("seed", int, "the held-out split and the batches (default 1337)")):
+        p.add_argument(f"--{name}", type=typ, help=help_)
+    p.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue the dpo run in --out-dir exactly where it stopped; only --max-iters, "
+                        "--eval-interval and --device may change")
+    p.add_argument("--force", action="store_true", default=None, help="overwrite a checkpoint already in --out-dir")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_dpo)
+
+
+def cmd_dpo(a):
+    from dataclasses import fields
+    from .preference import dpo
+    from .train_config import DPOConfig
+    cfg = DPOConfig()
+    given = []
+    for f in fields(DPOConfig):
+        v = getattr(a, f.name, None)
+        if v is not None and f.name not in ("progress", "explicit"):
+            setattr(cfg, f.name, v)
+            given.append(f.name)
+    cfg.explicit, cfg.progress = tuple(given), not a.no_progress
+    summary = dpo(cfg)
     if summary["interrupted"]:
         import signal
         return 128 + int(getattr(signal, summary.get("signal") or "SIGINT", signal.SIGINT))
@@ -324,7 +373,7 @@ def _apply_ranges(parser) -> None:
 def build_parser():
     parser = _Parser(prog="tinygrad-lm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_train, _add_sample, _add_eval, _add_ngram, _add_gradcheck, _add_bench, _add_graph):
+    for add in (_add_train, _add_dpo, _add_sample, _add_eval, _add_ngram, _add_gradcheck, _add_bench, _add_graph):
         add(sub)
     _apply_ranges(parser)
     return parser

@@ -108,7 +108,7 @@ def plausible_causes(cfg: TrainConfig, step: int, lr_now: float) -> list[str]:
     above 2 that factor is below -1 and grows the weights without bound whatever the
     gradients, so it is named alone (as --weight-decay when that is above 1, else --lr); otherwise
     the learning rate is the usual cause, helped by no clipping or no warmup."""
-    peak = max(cfg.lr, cfg.min_lr)
+    peak = max(cfg.lr, getattr(cfg, "min_lr", 0.0))  # (a dpo run's rate has no decay, so no min_lr)
     factor = 1 - peak * cfg.weight_decay
     if factor < -1:
         why = f"each step multiplies the weights by 1 - lr x weight_decay = {factor:.3g}, so they grow without bound"
@@ -208,6 +208,9 @@ def _resume(cfg: TrainConfig, log):
     the allowed changes printed, before any tensor is read."""
     d, meta = read_meta(cfg.out_dir)
     where = os.path.join(d, "meta.json")
+    if "dpo_config" in meta:
+        raise CheckpointError(f"--resume: {cfg.out_dir} holds a dpo run, not a train run ({where} has 'dpo_config'): "
+                              f"continue it with tinygrad-lm dpo --resume")
     for k in ("step", "optimizer", "batch_rng", "model_rng"):
         if k not in meta:
             raise CheckpointError(f"checkpoint file {where} has no {k!r}: it is not a training checkpoint, "

@@ -266,10 +266,11 @@ def cmd_ngram(a):
 
 
 def _add_gradcheck(sub):
-    p = sub.add_parser("gradcheck", help="finite-difference check of every registered op (and a tiny GPT)")
+    p = sub.add_parser("gradcheck", help="finite-difference check of every registered op (and a tiny GPT, under its "
+                                         "loss and under DPO)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ops", nargs="+", help="only these ops")
-    p.add_argument("--no-gpt", action="store_true", help="skip the whole-GPT check")
+    p.add_argument("--no-gpt", action="store_true", help="skip the whole-GPT checks (the language-model loss and DPO)")
     p.set_defaults(func=cmd_gradcheck)
 
 
@@ -284,6 +285,13 @@ def cmd_gradcheck(a):
             print(f"\nwhole GPT (float64; 2 layers, 2 heads, 16 dims, block 8, vocab 11, bias={bias}):")
             print(report.table())
             ok = ok and report.passed
+        report = opcheck.gradcheck_dpo(seed=a.seed)
+        print("\nwhole DPO objective (float64; the same tiny GPT as the policy, 3 preference pairs, beta 0.5, "
+              "a frozen reference copy):")
+        print(report.table())
+        if report.reference_touched:
+            print(f"the frozen reference got gradients: {', '.join(report.reference_touched)}")
+        ok = ok and report.passed and not report.reference_touched
     print("all gradients match finite differences" if ok else "GRADIENT CHECK FAILED")
     return 0 if ok else 1
 

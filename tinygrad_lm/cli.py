@@ -80,9 +80,9 @@ def _add_dpo(sub):
     for name, typ, help_ in (
             ("beta", float, "how strongly the policy is held to the reference (default 0.1)"),
             ("val-share", float, "the share of the pairs held out for evaluation (default 0.1)"),
-            ("batch-size", int, "pairs per step (default 8)"),
-            ("lr", float, "AdamW learning rate, after a linear warmup (default 1e-4)"),
-            ("warmup-iters", int, "default 10"), ("max-iters", int, "default 200"),
+            ("batch-size", int, "pairs per step (default 16)"),
+            ("lr", float, "AdamW learning rate, after a linear warmup (default 2e-5)"),
+            ("warmup-iters", int, "default 10"), ("max-iters", int, "default 150"),
             ("weight-decay", float, "default 0"), ("grad-clip", float, "default 1"),
             ("eval-interval", int, "evaluate on the held-out pairs and save every this many steps (default 50)"),
             ("seed", int, "the held-out split and the batches (default 1337)")):

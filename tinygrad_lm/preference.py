@@ -53,7 +53,8 @@ from .runs import (Divergence, LossLog, StepLoop, locked_out_dir, prepare_out_di
 from .tensor import Tensor
 from .train_config import DPOConfig, dpo_resume_config
 
-__all__ = ["DPOConfig", "dpo", "dpo_step", "evaluate_pairs", "frozen_copy", "pair_logprobs", "sequence_logprobs"]
+__all__ = ["DPOConfig", "dpo", "dpo_step", "evaluate_pairs", "frozen_copy", "pair_logprobs", "pair_metrics",
+           "sequence_logprobs", "split_pairs"]
 
 ADAMW_BETAS = (0.9, 0.99)
 # loss.csv's columns: a step fills lr and the batch's loss, margin and accuracy, an evaluation the last three
@@ -183,14 +184,14 @@ def _check_memory(cfg: DPOConfig, config, dtype: str) -> None:
                 backend.canonical_device(cfg.device))
 
 
-def _split(n: int, cfg: DPOConfig, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) pair indices: a permutation drawn from --seed, the held-out share
-    rounded, at least one pair on each side."""
-    n_val = max(1, round(cfg.val_share * n))
+def split_pairs(n: int, val_share: float, seed: int, source: str = "the pairs file") -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices of n pairs: a permutation drawn from `seed` (--seed), the
+    held-out share rounded, at least one pair on each side."""
+    n_val = max(1, round(val_share * n))
     if n - n_val < 1:
         raise ValueError(f"{source} holds {n} pair{'s' if n != 1 else ''}: too few to hold out --val-share "
-                         f"{cfg.val_share:g} and train on the rest (need at least 2)")
-    order = np.random.default_rng(cfg.seed).permutation(n)
+                         f"{val_share:g} and train on the rest (need at least 2)")
+    order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
@@ -236,7 +237,7 @@ def _resume(cfg: DPOConfig, given_pairs, log) -> dict:
 def _dpo_locked(state: dict, log) -> dict:
     cfg, policy, tok, pairs, meta = state["cfg"], state["policy"], state["tok"], state["pairs"], state["meta"]
     device = backend.canonical_device(cfg.device)
-    train_idx, val_idx = _split(len(pairs), cfg, cfg.pairs)
+    train_idx, val_idx = split_pairs(len(pairs), cfg.val_share, cfg.seed, cfg.pairs)
     train_set, val_set = pairs.subset(train_idx), pairs.subset(val_idx)
     for line in state["notes"]:
         log(line)

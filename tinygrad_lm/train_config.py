@@ -224,10 +224,10 @@ class DPOConfig:
     pairs: str | None = None         # JSONL preference pairs: {"prompt": ..., "chosen": ..., "rejected": ...}
     beta: float = 0.1                # the strength of the pull back to the reference (the KL penalty's weight)
     val_share: float = 0.1           # the share of the pairs held out for evaluation
-    batch_size: int = 8              # pairs per step (2 x batch_size sequences)
-    lr: float = 1e-4                 # AdamW, constant after a linear warmup
+    batch_size: int = 16             # pairs per step (2 x batch_size sequences)
+    lr: float = 2e-5                 # AdamW, constant after a linear warmup
     warmup_iters: int = 10
-    max_iters: int = 200
+    max_iters: int = 150
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     eval_interval: int = 50

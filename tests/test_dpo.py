@@ -153,12 +153,13 @@ def test_pair_logprobs_of_a_pair_set_in_batches_equal_one_batch(base):
 
 
 def test_gradcheck_of_the_whole_dpo_objective_through_a_gpt():
+    """(The composed dpo_loss is held against the fused one op by op in tests/test_functional.py.)"""
     from tinygrad_lm.opcheck import gradcheck_dpo
-    for fused in (True, False):
-        report = gradcheck_dpo(fused=fused)
-        assert report.passed, report.table()
-        assert report.reference_touched == []
-        assert len(report.inputs) == 28                       # every parameter of the policy
+    report = gradcheck_dpo(seed=1)
+    assert report.passed, report.table()
+    assert report.reference_touched == []
+    assert len(report.inputs) == 28                           # every parameter of the policy
+    assert min(r.elements_checked for r in report.inputs) > 0
 
 
 def test_gradcheck_command_includes_the_dpo_objective(capsys):

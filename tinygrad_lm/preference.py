@@ -161,7 +161,7 @@ def dpo(cfg: DPOConfig, log=print) -> dict:
         state = _resume(cfg, given_pairs, log)
     else:
         policy, tok, init_meta = load_init(given_init)
-        text = load_text(cfg.pairs)
+        text = load_text(given_pairs)
         pairs, notes = load_preference_pairs(text, given_pairs, tok, policy.config.block_size,
                                              "the --init-from checkpoint's")
         dtype = model_dtype(init_meta)
@@ -169,6 +169,8 @@ def dpo(cfg: DPOConfig, log=print) -> dict:
         state = {"cfg": cfg, "policy": policy, "tok": tok, "pairs": pairs, "notes": notes, "text": text,
                  "dtype": dtype, "init": {"path": cfg.init_from, "step": init_meta.get("step")},
                  "data": init_meta.get("data"), "meta": None}
+    state["split"] = split_pairs(len(state["pairs"]), state["cfg"].val_share, state["cfg"].seed,
+                                 given_pairs or state["cfg"].pairs)
     with locked_out_dir(cfg.out_dir, recheck=lambda: prepare_out_dir(cfg.out_dir, cfg.resume, cfg.force)):
         return _dpo_locked(state, log)
 
@@ -211,8 +213,11 @@ def _resume(cfg: DPOConfig, given_pairs, log) -> dict:
     except DataError as e:
         raise DataError(f"{e} (the pairs this dpo run trains on, recorded in {where})") from None
     if text_sha256(text) != rec.get("sha256"):
-        raise ValueError(f"--resume: {given_pairs if 'pairs' in cfg.explicit else path} is not the pairs file this "
-                         f"run trained on ({rec.get('path')}; the SHA-256 differs)")
+        if path == rec.get("path"):
+            raise ValueError(f"--resume: the pairs file {path} has changed since this run trained on it (its SHA-256 "
+                             f"differs from the one in {where})")
+        raise ValueError(f"--resume: --pairs {given_pairs} is not the pairs file this run trained on "
+                         f"({rec.get('path')}; the SHA-256 differs)")
     if path != run.pairs:
         notes.append(f"--resume: --pairs {given_pairs} holds the same pairs as the run's {run.pairs}")
         run.pairs = path
@@ -237,7 +242,7 @@ def _resume(cfg: DPOConfig, given_pairs, log) -> dict:
 def _dpo_locked(state: dict, log) -> dict:
     cfg, policy, tok, pairs, meta = state["cfg"], state["policy"], state["tok"], state["pairs"], state["meta"]
     device = backend.canonical_device(cfg.device)
-    train_idx, val_idx = split_pairs(len(pairs), cfg.val_share, cfg.seed, cfg.pairs)
+    train_idx, val_idx = state["split"]
     train_set, val_set = pairs.subset(train_idx), pairs.subset(val_idx)
     for line in state["notes"]:
         log(line)

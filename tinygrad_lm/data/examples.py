@@ -127,9 +127,10 @@ def _fit_prompt(prompt: np.ndarray, longest: int, block_size: int, source: str, 
 def _cut_note(cut: list[int], source: str, what: str, block_size: int) -> list[str]:
     if not cut:
         return []
-    what = what if len(cut) > 1 else what[:-1]
-    return [f"{source}: the prompt{'s' if len(cut) > 1 else ''} of {len(cut)} {what} (first: line {cut[0]}) were cut from the left to fit "
-            f"block_size {block_size} with their completions"]
+    many = len(cut) > 1
+    return [f"{source}: the prompt{'s' if many else ''} of {len(cut)} {what if many else what[:-1]} (first: line "
+            f"{cut[0]}) {'were' if many else 'was'} cut from the left to fit block_size {block_size} with "
+            f"{'their' if many else 'its'} completions"]
 
 
 # ---------------------------------------------------------------- token sequences

@@ -151,7 +151,9 @@ def main(argv=None) -> dict:
         # answer (24 characters, as the rejected one) the higher log-probability?
         pair_set, _ = load_preference_pairs(open(pairs_path, encoding="utf-8").read(), pairs_path, tok, 48, "the")
         held_out = pair_set.subset(split_pairs(len(pair_set), 0.2, args.seed)[1])
-        likes = [float(np.mean(np.subtract(*pair_logprobs(m, held_out, 16, "cpu")) > 0)) for m in (reference, policy)]
+        scored = [pair_logprobs(m, held_out, 16, "cpu") for m in (reference, policy)]   # (log p(chosen), log p(rejected))
+        likes = [float(np.mean(c > r)) for c, r in scored]
+        mean_logp = [(float(c.mean()), float(r.mean())) for c, r in scored]
 
         # 4. before and after
         fresh = prompts_from(corpus[cut:], args.fresh, np.random.default_rng(args.seed + 1))
@@ -174,6 +176,8 @@ def main(argv=None) -> dict:
     print(f"  {'held-out mean reward margin':34}{first['margin']:>+10.4f}{last['margin']:>+10.4f}")
     print(f"  {'held-out DPO loss':34}{first['loss']:>10.4f}{last['loss']:>10.4f}")
     print(f"  {'held-out: log p(chosen) higher':34}{likes[0]:>10.3f}{likes[1]:>10.3f}   (the plain likelihood's ranking)")
+    print(f"  {'held-out mean log p(chosen)':34}{mean_logp[0][0]:>10.3f}{mean_logp[1][0]:>10.3f}")
+    print(f"  {'held-out mean log p(rejected)':34}{mean_logp[0][1]:>10.3f}{mean_logp[1][1]:>10.3f}")
     print(f"  {'share of e among sampled letters':34}{stat[0]:>10.4f}{stat[1]:>10.4f}   ({args.fresh} fresh prompts)")
     print(f"  {'loss on the pretraining text':34}{drift[0]:>10.4f}{drift[1]:>10.4f}   (drift from the reference)")
     print("\n  (before DPO the policy is the reference, so every margin is exactly 0 and no pair counts as")
@@ -185,6 +189,7 @@ def main(argv=None) -> dict:
     failed = [name for name, ok in checks if not ok]
     print(f"\n{seconds:.0f} s in all. checks: " + ("all passed" if not failed else "FAILED: " + ", ".join(failed)))
     return {"pairs": len(pairs), "ties": ties, "first_eval": first, "last_eval": last, "likelihood_prefers": likes,
+            "mean_logp": mean_logp,
             "e_share_before": stat[0],
             "e_share_after": stat[1], "drift": drift, "samples": (fresh[0], before_texts[0], after_texts[0]),
             "seconds": seconds, "failed": failed}

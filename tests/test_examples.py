@@ -117,8 +117,9 @@ def test_sequence_probability():
 
 
 def test_preference_dpo_raises_accuracy_and_margin_and_the_samples_lose_their_e(capsys):
-    """A smaller run than the script's default (same code); its numbers at seeds 0-4 are in
-    docs/preference.md: held-out accuracy 0.73-0.88, the share of 'e' down by 40-60%."""
+    """A smaller run than the script's default (same code). Measured at seeds 0-4: held-out
+    accuracy 0.73-0.88, margin +0.25 to +0.32, the share of 'e' in fresh samples down by 41-61%;
+    the bounds below leave room on every side."""
     r = load("preference_dpo").main(["--pretrain-steps", "200", "--prompts", "256", "--dpo-steps", "50",
                                      "--fresh", "48", "--lr", "5e-5", "--seed", "0"])
     first, last = r["first_eval"], r["last_eval"]

@@ -316,6 +316,10 @@ case("diverge-after-save", K, "train --lr 1e3 --grad-clip 0 (diverges after the 
      _diverge_after_a_save, says=("training diverged at step <n>: the loss is nan", "nothing after step 5 was saved",
                                   "still step 5's", "Plausible causes: --lr 1000 with --weight-decay 0.1"),
      disk="checkpoint of step 5 kept, loads, finite; loss.csv ends at step 5")
+case("dpo-diverge-lr", K, "dpo --lr 1e30 (the first update makes the weights overflow)",
+     cli(["dpo", "--init-from", "run", "--pairs", "pairs.jsonl", "--out-dir", "dpo", "--lr", "1e30", "--batch-size", "2",
+          "--max-iters", "10", "--eval-interval", "5", "--no-progress"], lambda f: (trained(f), pairs_file(f))),
+     says=("dpo diverged at step 1: the gradient norm is nan", "no checkpoint was written", "--lr 1e+30"))
 case("weight-decay-nan", K, "train --weight-decay nan", cli(["train", "--weight-decay", "nan"]),
      says=("--weight-decay must be a finite number >= 0, got nan",), not_says=("--lr",))
 case("lr-inf", K, "train --lr inf", cli(["train", "--lr", "inf"]), says=("--lr must be a finite number > 0, got inf",))

@@ -119,19 +119,21 @@ def dpo_step(model, optimizer, x: Tensor, y: Tensor, ref_chosen: Tensor, ref_rej
     """One DPO step on a batch of B pairs: x, y (2B, T) hold the chosen sequences, then the
     rejected ones; ref_chosen, ref_rejected (B,) the reference's log-probabilities. loss =
     dpo_loss(...); backward (through the policy's two sequence log-probabilities only); clip
-    the gradient norm to `grad_clip` (0 = off); `check(loss, grad_norm)` may raise before the
-    AdamW step; clear the gradients. Returns (loss, the policy's (2B,) log-probabilities)."""
+    the gradient norm to `grad_clip` (0 = off); `check(loss, grad_norm, logps)` (logps: the
+    policy's (2B,) log-probabilities) may raise before the AdamW step; clear the gradients.
+    Returns (loss, logps)."""
     from .optim import clip_grad_norm_
     logps = sequence_logprobs(model, x, y)                                          # (2B,)
     b = ref_chosen.shape[0]
     loss = F.dpo_loss(logps[:b], logps[b:], ref_chosen, ref_rejected, beta=beta)
     loss.backward()
     grad_norm = clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
+    logps = logps.detach()
     if check is not None:
-        check(loss, grad_norm)
+        check(loss, grad_norm, logps)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss, logps.detach()
+    return loss, logps
 
 
 def dpo_lr(it: int, cfg: DPOConfig) -> float:
@@ -316,17 +318,20 @@ def _dpo_locked(state: dict, log) -> dict:
         x, y = train_set.rows(idx)
         k = train_set.index[idx]
         rc, rr = (Tensor(ref[name][k].astype(dt), device=device) for name in ("chosen", "rejected"))
-        step_loss = []
+        metrics = []
 
-        def check(loss, grad_norm):  # before the optimizer step: a non-finite update is never applied
-            step_loss.append(guard.check(it, loss, grad_norm, lr))
-        _, logps = dpo_step(policy, optimizer, Tensor(x, device=device), Tensor(y, device=device), rc, rr, cfg.beta,
-                            cfg.grad_clip, check)
-        lp = backend.to_numpy(logps.data).astype(np.float64)
-        r = pair_metrics(lp[:len(idx)], lp[len(idx):], ref["chosen"][k], ref["rejected"][k], cfg.beta)
-        losses.add(step=it, lr=f"{lr:.6g}", loss=f"{step_loss[0]:.6f}", margin=f"{r['margin']:.6f}",
+        def check(loss, grad_norm, logps):  # before the optimizer step: a non-finite update is never applied
+            # the step's one host read (with the gradient norm): the batch's log-probabilities, from
+            # which its loss, margin and accuracy follow in float64
+            lp = backend.to_numpy(logps.data).astype(np.float64)
+            metrics.append(pair_metrics(lp[:len(idx)], lp[len(idx):], ref["chosen"][k], ref["rejected"][k], cfg.beta))
+            guard.check(it, metrics[0]["loss"], grad_norm, lr)
+        dpo_step(policy, optimizer, Tensor(x, device=device), Tensor(y, device=device), rc, rr, cfg.beta,
+                 cfg.grad_clip, check)
+        r = metrics[0]
+        losses.add(step=it, lr=f"{lr:.6g}", loss=f"{r['loss']:.6f}", margin=f"{r['margin']:.6f}",
                    accuracy=f"{r['accuracy']:.6f}")
-        return step_loss[0], r
+        return r["loss"], r
 
     t0 = time.perf_counter()
     bar = progress_bar(cfg.progress, cfg.max_iters, start_iter)

@@ -136,7 +136,8 @@ class Divergence:
     """The run's guard against non-finite numbers. `causes(step, lr_now)` lists the flags that
     plausibly made it diverge; `saved(step)` records the last checkpoint (named in the
     message). `check(step, loss, grad_norm, lr_now)` runs before the optimizer step and
-    returns the loss as a float (the step's one host sync)."""
+    returns the loss as a float (reading a loss tensor is the step's one host sync; a float
+    the caller already read is taken as it is)."""
 
     def __init__(self, model, out_dir, causes, last_saved=None, what="training"):
         self.model, self.out_dir, self.causes, self.last_saved, self.what = model, out_dir, causes, last_saved, what
@@ -152,7 +153,7 @@ class Divergence:
                                + "; ".join(self.causes(step, lr_now)))
 
     def check(self, step, loss, grad_norm, lr_now) -> float:
-        lossf = float(loss.data)
+        lossf = loss if isinstance(loss, float) else float(loss.data)
         if not math.isfinite(lossf):
             self.fail(step, f"the loss is {lossf}", lr_now)
         if grad_norm is not None and not math.isfinite(grad_norm):

@@ -165,3 +165,14 @@ def test_gradcheck_of_the_whole_dpo_objective_through_a_gpt():
 def test_gradcheck_command_includes_the_dpo_objective(capsys):
     assert run(["gradcheck", "--ops", "FusedDPOLoss"]) == 0   # the op's own spec
     assert "FusedDPOLoss" in capsys.readouterr().out
+
+
+def test_dpo_defaults_are_in_range_and_the_required_flags_are_named():
+    from tinygrad_lm.ranges import FLAG_RANGES
+    from tinygrad_lm.train_config import DPOConfig
+    DPOConfig(init_from="base", pairs="p.jsonl").validate()
+    for dest, r in FLAG_RANGES["dpo"].items():
+        r.check(dest, getattr(DPOConfig(), dest))
+    with pytest.raises(ValueError, match="--pairs is required"):
+        DPOConfig(init_from="base").validate()
+    DPOConfig(resume=True).validate()          # a resumed run takes both from its checkpoint

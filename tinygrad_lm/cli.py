@@ -77,15 +77,18 @@ def _add_dpo(sub):
     p.add_argument("--pairs", metavar="FILE.jsonl",
                    help='preference pairs, a line {"prompt": ..., "chosen": ..., "rejected": ...} each')
     p.add_argument("--out-dir", help="where checkpoints, loss.csv and loss.png go (default: out-dpo)")
+    from .train_config import DPOConfig
+    defaults = DPOConfig()
     for name, typ, help_ in (
-            ("beta", float, "how strongly the policy is held to the reference (default 0.1)"),
-            ("val-share", float, "the share of the pairs held out for evaluation (default 0.1)"),
-            ("batch-size", int, "pairs per step (default 16)"),
-            ("lr", float, "AdamW learning rate, after a linear warmup (default 2e-5)"),
-            ("warmup-iters", int, "default 10"), ("max-iters", int, "default 150"),
-            ("weight-decay", float, "default 0"), ("grad-clip", float, "default 1"),
-            ("eval-interval", int, "evaluate on the held-out pairs and save every this many steps (default 50)"),
-            ("seed", int, "the held-out split and the batches (default 1337)")):
+            ("beta", float, "how strongly the policy is held to the reference"),
+            ("val-share", float, "the share of the pairs held out for evaluation"),
+            ("batch-size", int, "pairs per step"),
+            ("lr", float, "AdamW learning rate, after a linear warmup"),
+            ("warmup-iters", int, ""), ("max-iters", int, ""), ("weight-decay", float, ""), ("grad-clip", float, ""),
+            ("eval-interval", int, "evaluate on the held-out pairs and save every this many steps"),
+            ("seed", int, "the held-out split and the batches")):
+        default = f"default {getattr(defaults, name.replace('-', '_')):g}"
+        help_ = f"{help_} ({default})" if help_ else default
         p.add_argument(f"--{name}", type=typ, help=help_)
     p.add_argument("--device", help="cpu (default), cuda or cuda:N")
     p.add_argument("--resume", action="store_true", default=None,

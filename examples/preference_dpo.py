@@ -20,7 +20,7 @@ with fewer letters 'e' is preferred (a lipogram judge). The steps:
    the pretraining text), and a sample from each.
 
 Run:  python examples/preference_dpo.py [--beta 0.1] [--lr 2e-5] [--dpo-steps 150] [--seed 0]
-(the DPO settings default to tinygrad-lm dpo's; about 15 s on a 2-core CPU)
+(the DPO settings default to tinygrad-lm dpo's; 15 to 25 s on a 2-core CPU)
 """
 from __future__ import annotations
 

@@ -37,15 +37,40 @@ def _add_train(sub):
     p.add_argument("--resume", action="store_true", default=None, help="continue the checkpoint in --out-dir exactly where it stopped")
     p.add_argument("--force", action="store_true", default=None, help="overwrite a checkpoint already in --out-dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # data parallel (tinygrad_lm/distributed.py; docs/distributed.md)
+    p.add_argument("--grad-accum-steps", type=int, metavar="K",
+                   help="micro-batches accumulated into one optimizer step (default 1); --batch-size stays the "
+                        "global batch, split over K micro-batches and the ranks")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N processes: re-launches through mpiexec (pip install -e \".[mpi]\"); the same as "
+                        "`mpiexec -n N tinygrad-lm train ...`")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(a):
-    from .train import train
+    from . import distributed
     from .train_config import config_from_args
-    args = {k: v for k, v in vars(a).items() if k not in ("func", "preset", "command", "no_progress")}
+    args = {k: v for k, v in vars(a).items() if k not in ("func", "preset", "command", "no_progress", "nproc")}
     cfg = config_from_args(args, a.preset)
     cfg.progress = not a.no_progress
+    world = distributed.env_world_size()
+    if a.nproc is not None and (world is None or world == 1):
+        # --nproc N: check what can be checked here, once, then re-launch as N ranks
+        cfg.validate()
+        distributed.check_nproc(a.nproc, cfg.batch_size, cfg.grad_accum_steps)
+        if a.nproc > 1:
+            return distributed.launch(a.nproc, distributed.strip_nproc(a.argv))
+    elif a.nproc is not None and a.nproc != world:
+        raise ValueError(f"--nproc {a.nproc}: this process is already one of {world} ranks started by mpiexec "
+                         f"(leave out --nproc under mpiexec)")
+    dist = distributed.init()
+    if dist is None:
+        return _train(cfg)
+    return distributed.run_guarded(dist, lambda: _train(cfg), "train", known=_user_errors())
+
+
+def _train(cfg):
+    from .train import train
     summary = train(cfg)
     return 130 if summary["interrupted"] else 0
 
@@ -225,20 +250,37 @@ def build_parser():
     return parser
 
 
-def main(argv=None) -> int:
+def _user_errors() -> tuple:
+    """The errors a user can cause: one line and exit status 2, no traceback."""
     from .backend import DeviceError
     from .checkpoint import CheckpointError
     from .data import DataError
+    return ValueError, DataError, CheckpointError, DeviceError, OSError, FloatingPointError, ImportError
+
+
+def main(argv=None) -> int:
+    from .distributed import env_rank
     parser = build_parser()
-    a = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(x) for x in argv]
+    if env_rank():  # rank > 0 of an mpiexec job: every rank parses the same flags; rank 0 reports a bad one
+        import contextlib
+        import io
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            a = parser.parse_args(argv)
+    else:
+        a = parser.parse_args(argv)
+    a.argv = argv
+    # under mpiexec every rank gets here with the same flags: an error before the ranks'
+    # own error handling (distributed.run_guarded) is printed by rank 0 alone
+    say = (lambda line: None) if env_rank() else (lambda line: print(line, file=sys.stderr))
     try:
         return a.func(a)
-    except (ValueError, DataError, CheckpointError, DeviceError, OSError, FloatingPointError, ImportError) as e:
+    except _user_errors() as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"tinygrad-lm {a.command}: error: {msg}", file=sys.stderr)
+        say(f"tinygrad-lm {a.command}: error: {msg}")
         return 2
     except KeyboardInterrupt:
-        print(f"tinygrad-lm {a.command}: interrupted", file=sys.stderr)
+        say(f"tinygrad-lm {a.command}: interrupted")
         return 130
 
 

@@ -21,10 +21,11 @@ import signal
 import sys
 import time
 from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 
-from . import backend
+from . import backend, distributed
 from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, checkpoint_dir, load_training_checkpoint,
                          model_dtype, save_training_checkpoint)
 from .data import build_tokenizer, encode_splits, get_batch, load_corpus
@@ -127,7 +128,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
     """Train a GPT as configured; returns a summary dict. Saves checkpoints to cfg.out_dir at
     every evaluation, at the end, and on Ctrl-C."""
     cfg.validate()
-    device = backend.canonical_device(cfg.device)
+    # data parallel (distributed.py): None = one process, today's loop exactly
+    dist = distributed.init()
+    if dist is not None:
+        distributed.check_batch(cfg.batch_size, dist.world_size, cfg.grad_accum_steps)
+        if not dist.is_main:  # rank 0 alone logs and writes
+            log, cfg.progress = (lambda *a, **k: None), False
+    main = dist is None or dist.is_main
+    device = backend.canonical_device(cfg.device if dist is None else dist.device_for(cfg.device))
     prepare_out_dir(cfg)
     text, corpus_name = load_corpus(cfg.data)
 
@@ -160,12 +168,22 @@ def train(cfg: TrainConfig, log=print) -> dict:
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
     n_params = sum(p.numel() for p in model.parameters())
+    # the step: train_step in one process without accumulation, else DataParallel's
+    dp = None if dist is None and cfg.grad_accum_steps == 1 else \
+        distributed.DataParallel(model, optimizer, dist, cfg.grad_accum_steps, cfg.grad_clip)
+    evaluate = estimate_loss if dist is None else partial(distributed.estimate_loss, dist)
     log(f"corpus {corpus_name}: {len(text):,} characters -> {len(train_ids):,} train / {len(val_ids):,} val tokens "
         f"({cfg.tokenizer} tokenizer, vocab {tok.vocab_size})")
     log(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, block {cfg.block_size}, "
         f"{n_params:,} parameters, {device}, {cfg.dtype}" + (f"; resuming at step {start_iter}" if cfg.resume else ""))
+    if dist is not None:
+        log(f"data parallel: {dist.world_size} ranks x {cfg.batch_size // dist.world_size} rows of the global batch "
+            f"{cfg.batch_size}" + (f", {cfg.grad_accum_steps} micro-batches each" if cfg.grad_accum_steps > 1 else "")
+            + (f"; BLAS threads per rank: {dist.blas_threads}" if dist.blas_threads else ""))
+        dist.setup_done(dp.params, cfg.seed, start_iter)  # every rank set up alike, or all stop here
 
-    os.makedirs(cfg.out_dir, exist_ok=True)
+    if main:
+        os.makedirs(cfg.out_dir, exist_ok=True)
     csv_path = os.path.join(cfg.out_dir, "loss.csv")
     rows = [r for r in _read_loss_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
 
@@ -173,8 +191,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
                 "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name}
-        save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
-        _write_loss_csv(csv_path, rows)
+        if main:
+            save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
+            _write_loss_csv(csv_path, rows)
 
     tokens_per_step = cfg.batch_size * cfg.block_size
     t0 = time.perf_counter()
@@ -186,8 +205,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
     with _Interrupt() as stop:
         while True:
             if it % cfg.eval_interval == 0 or it == cfg.max_iters:
-                tl = estimate_loss(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
-                vl = estimate_loss(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
+                tl = evaluate(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
+                vl = evaluate(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
                 best_val = min(best_val, vl)
                 history.append({"step": it, "train_loss": tl, "val_loss": vl})
                 rows.append({"step": it, "lr": "", "loss": "", "eval_train_loss": f"{tl:.6f}",
@@ -197,7 +216,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
                     save(it)
             if it >= cfg.max_iters:
                 break
-            if stop.hit:
+            if stop.hit if dist is None else dp.stop:  # ranks: agreed in the last step's all-reduce
                 interrupted = True
                 break
             ts = time.perf_counter()
@@ -205,8 +224,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
             for g in optimizer.param_groups:
                 g["lr"] = lr
             x, y = get_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
-            loss = train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip)
-            lossf = float(loss.data)
+            if dp is None:
+                loss = train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip)
+                lossf = float(loss.data)
+            else:  # the global batch: each rank keeps its rows; the loss is the whole batch's
+                lossf = dp.step(x, y, stop.hit)
             if not math.isfinite(lossf):
                 raise FloatingPointError(f"training diverged at step {it}: loss is {lossf} (try a lower --lr)")
             train_time += time.perf_counter() - ts
@@ -223,13 +245,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
         save(it)
         log(f"interrupted: saved a checkpoint at step {it} in {cfg.out_dir} (continue with --resume)")
     elapsed = time.perf_counter() - t0
-    _plot_losses(cfg.out_dir, rows, log)
+    if main:
+        _plot_losses(cfg.out_dir, rows, log)
     summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": math.exp(best_val) if best_val < math.inf else math.inf,
                "seconds": elapsed, "tokens_per_second": steps_done * tokens_per_step / max(train_time, 1e-9),
                "interrupted": interrupted, "out_dir": cfg.out_dir}
     log(f"done: {it} steps in {elapsed:.1f}s, {summary['tokens_per_second']:,.0f} tokens/s (training steps only); "
         f"best val loss {best_val:.4f}, perplexity {summary['best_val_perplexity']:.2f}; checkpoint in {cfg.out_dir}")
-    if cfg.sample_tokens > 0 and not interrupted:
+    if cfg.sample_tokens > 0 and not interrupted and main:
         from .generate import generate
         prompt = tok.encode("\n") if _can_encode(tok, "\n") else [0]
         g = generate(model, prompt, cfg.sample_tokens, strategy="sample", temperature=0.8,

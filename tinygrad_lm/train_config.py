@@ -38,6 +38,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0
+    grad_accum_steps: int = 1        # micro-batches per optimizer step (batch_size is the global batch)
     # evaluation and logging
     eval_interval: int = 500
     eval_iters: int = 20
@@ -65,6 +66,9 @@ class TrainConfig:
         need(self.max_iters >= 0 and self.warmup_iters >= 0, "--max-iters and --warmup-iters must be >= 0")
         need(self.eval_interval >= 1 and self.eval_iters >= 1, "--eval-interval and --eval-iters must be >= 1")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"--beta1/--beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        need(self.grad_accum_steps >= 1, f"--grad-accum-steps must be >= 1, got {self.grad_accum_steps}")
+        need(self.batch_size % self.grad_accum_steps == 0 or self.batch_size < 1,
+             f"--batch-size {self.batch_size} is not divisible by --grad-accum-steps {self.grad_accum_steps}")
         need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 disables), got {self.grad_clip}")
         need(self.gelu_approximate in ("tanh", "none"), f"--gelu-approximate must be tanh or none, got {self.gelu_approximate!r}")
         need(self.tokenizer in ("char", "bpe"), f"--tokenizer must be char or bpe, got {self.tokenizer!r}")

@@ -316,6 +316,51 @@ def test_ctrl_c_to_the_nproc_launcher_stops_all_ranks_with_a_checkpoint(tmp_path
     assert final_state(out)[1]["step"] > 0
 
 
+# ---------------------------------------------------------------- docs and install
+def _read(*parts):
+    return open(os.path.join(ROOT, *parts), encoding="utf-8").read()
+
+
+def test_the_scaling_table_in_the_docs_is_what_its_code_prints():
+    import contextlib
+    import io
+    import re
+    text = _read("docs", "distributed.md")
+    code = re.search(r"```python\n(.+?)\n```", text, flags=re.S).group(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(code, {})
+    table = out.getvalue().strip()
+    assert table.count("\n") == 7 and table in text
+
+
+def _commands(text):
+    """The tinygrad-lm command lines of a markdown text's bash blocks (after mpiexec's own flags)."""
+    import re
+    import shlex
+    for block in re.findall(r"```bash\n(.+?)\n```", text, flags=re.S):
+        for line in block.splitlines():
+            line = line.split(" #")[0].strip()
+            if "tinygrad-lm " in line:
+                yield shlex.split(line[line.index("tinygrad-lm ") + len("tinygrad-lm "):])
+
+
+def test_the_documented_commands_parse():
+    from tinygrad_lm.cli import build_parser
+    readme = _read("README.md").split("## Training on several processes", 1)[1].split("\n## ", 1)[0]
+    cmds = list(_commands(readme)) + list(_commands(_read("docs", "distributed.md")))
+    assert len(cmds) >= 8
+    for argv in cmds:
+        build_parser().parse_args(argv)  # SystemExit (a failure) on any flag that does not exist
+
+
+def test_dev_installs_the_mpi_extra():
+    import tomllib
+    extras = tomllib.loads(_read("pyproject.toml"))["project"]["optional-dependencies"]
+    assert any(r.startswith("mpi4py") for r in extras["mpi"]) and "mpich" in extras["mpi"]
+    assert "tinygrad_lm[mpi]" in extras["dev"]
+
+
 # ---------------------------------------------------------------- GPU: NCCL
 from tinygrad_lm.backend import cuda_available  # noqa: E402
 

@@ -61,8 +61,8 @@ def cmd_train(a):
         if a.nproc > 1:
             return distributed.launch(a.nproc, distributed.strip_nproc(a.argv))
     elif a.nproc is not None and a.nproc != world:
-        raise ValueError(f"--nproc {a.nproc}: this process is already one of {world} ranks started by mpiexec "
-                         f"(leave out --nproc under mpiexec)")
+        raise ValueError(f"--nproc {a.nproc}: this process is already one of "
+                         f"{world if world > 0 else 'several'} ranks started by mpiexec (leave out --nproc under mpiexec)")
     dist = distributed.init()
     if dist is None:
         return _train(cfg)
@@ -215,15 +215,20 @@ def cmd_gradcheck(a):
 def _add_bench(sub):
     p = sub.add_parser("bench", help="op-level and model-level benchmarks (numpy vs cupy vs PyTorch)")
     p.add_argument("--quick", action="store_true", help="a ~30 s smoke run")
-    p.add_argument("--what", choices=["ops", "model", "all"], default="all")
+    p.add_argument("--what", choices=["ops", "model", "all", "allreduce"], default="all",
+                   help="allreduce: the data-parallel gradient all-reduce against the step, over --nproc ranks")
     p.add_argument("--config", nargs="+", default=None, help="model configs: cpu, gpu")
     p.add_argument("--device", nargs="+", default=None, help="devices to run (default: cpu, and cuda when available)")
     p.add_argument("--out-dir", default="bench_out", help="where the CSV and PNG go")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--nproc", type=int, default=2, help="ranks for --what allreduce (default 2)")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(a):
+    if a.what == "allreduce":  # data parallel: distributed.py (it re-launches itself through mpiexec)
+        from .distributed import bench_allreduce
+        return bench_allreduce(a.config, a.nproc, a.quick, a.out_dir, (a.device or ["cpu"])[0], a.argv)
     from .bench import run_bench
     return run_bench(a)
 

@@ -205,9 +205,16 @@ def test_blas_threads_split_the_cpus_among_the_ranks_here(monkeypatch):
 # ---------------------------------------------------------------- several ranks (mpiexec -n 2)
 def _steps(tmp_path, n, dtype, accum=1, mask=False):
     out = tmp_path / f"steps_{n}_{dtype}_{accum}_{int(mask)}.json"
-    cmd = [JOB, "steps", out, dtype, 50, accum, int(mask)]
-    rc, o, e, _ = mpiexec(n, *cmd) if n > 1 else run_proc([sys.executable, *cmd])
-    assert rc == 0, e
+    if n == 1 and accum == 1:  # the one-process reference, in this process (train_step)
+        sys.path.insert(0, os.path.dirname(JOB))
+        try:
+            import mpi_job
+        finally:
+            sys.path.pop(0)
+        mpi_job.steps_job(str(out), dtype, 50, 1, mask)
+    else:
+        rc, o, e, _ = mpiexec(n, JOB, "steps", out, dtype, 50, accum, int(mask))
+        assert rc == 0, e
     return json.loads(out.read_text())
 
 
@@ -232,13 +239,15 @@ def test_resume_with_another_number_of_ranks_continues_exactly(tmp_path, corpus,
     """10 steps on `first` ranks, resumed to 20 on `second`, against 20 straight on one: the
     same losses (6 decimals), batch generator state and parameters (float64, 1e-10)."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    common = ["-m", "tinygrad_lm", "train", "--data", corpus, *TINY]
-    rc, _, e, _ = run_proc([sys.executable, *common, "--out-dir", straight, "--max-iters", 20])
-    assert rc == 0, e
+    common = ["train", "--data", corpus, *TINY]
+    assert main([*common, "--out-dir", straight, "--max-iters", 20]) == 0
     for n, extra in ((first, ["--max-iters", 10]), (second, ["--max-iters", 20, "--resume"])):
-        # --nproc: the launcher re-runs itself through mpiexec (and runs in-process for 1)
-        rc, _, e, _ = run_proc([sys.executable, *common, "--out-dir", split, "--nproc", n, *extra])
-        assert rc == 0, e
+        # --nproc 2: the launcher re-runs the command through mpiexec; --nproc 1 runs in this process
+        if n == 1:
+            assert main([*common, "--out-dir", split, "--nproc", 1, *extra]) == 0
+        else:
+            rc, _, e, _ = run_proc([sys.executable, "-m", "tinygrad_lm", *common, "--out-dir", split, "--nproc", n, *extra])
+            assert rc == 0, e
     assert step_losses(split) == step_losses(straight)
     (wa, ma), (wb, mb) = final_state(straight), final_state(split)
     assert mb["step"] == 20 and mb["batch_rng"] == ma["batch_rng"]

@@ -9,6 +9,10 @@ AdamW step with a warmup + cosine learning rate.
 and writes into cfg.out_dir: the checkpoint (checkpoint.py; at every evaluation, at the end
 and on Ctrl-C), loss.csv (a row per step and per evaluation) and, with matplotlib, loss.png.
 `train_step` and `fit` are the loop's body for scripts, examples and benchmarks.
+
+Launched as several MPI ranks (`mpiexec -n N`, `--nproc N`), or with --grad-accum-steps > 1,
+a step is distributed.DataParallel.step instead: each rank its rows of the same global batch,
+one all-reduce of the gradients; rank 0 alone logs and writes (docs/distributed.md).
 """
 from __future__ import annotations
 

@@ -126,14 +126,14 @@ def pin_blas_threads(ranks_here: int) -> int | None:
     numpy loads. Returns the thread count set, or None when nothing was changed."""
     if any(v in os.environ for v in _BLAS_VARS):
         return None
-    n = blas_threads_for(ranks_here)
-    for v in _BLAS_VARS:
-        os.environ[v] = str(n)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return None
+    n = blas_threads_for(ranks_here)
     threadpool_limits(n)
+    for v in _BLAS_VARS:  # for whatever loads later (and child processes)
+        os.environ[v] = str(n)
     return n
 
 

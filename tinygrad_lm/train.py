@@ -183,7 +183,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if dist is not None:
         log(f"data parallel: {dist.world_size} ranks x {cfg.batch_size // dist.world_size} rows of the global batch "
             f"{cfg.batch_size}" + (f", {cfg.grad_accum_steps} micro-batches each" if cfg.grad_accum_steps > 1 else "")
-            + (f"; BLAS threads per rank: {dist.blas_threads}" if dist.blas_threads else ""))
+            + (f"; BLAS threads per rank: {dist.blas_threads}" if dist.blas_threads else
+               "; BLAS threads not pinned (pip install threadpoolctl, or set OMP_NUM_THREADS)" if dist.local_size > 1
+               else ""))
         dist.setup_done(dp.params, cfg.seed, start_iter)  # every rank set up alike, or all stop here
 
     if main:

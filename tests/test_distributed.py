@@ -325,6 +325,19 @@ def test_ctrl_c_to_the_nproc_launcher_stops_all_ranks_with_a_checkpoint(tmp_path
     assert final_state(out)[1]["step"] > 0
 
 
+@needs_mpi
+def test_bench_allreduce_quick_writes_its_table(tmp_path):
+    """`tinygrad-lm bench --what allreduce --quick --config cpu`: a smoke run (2 ranks)."""
+    rc, out, err, _ = run_proc([sys.executable, "-m", "tinygrad_lm", "bench", "--what", "allreduce", "--quick",
+                                "--config", "cpu", "--out-dir", tmp_path], timeout=120)
+    assert rc == 0, err
+    with open(tmp_path / "allreduce.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["config"] == "cpu" and int(row["ranks"]) == 2 and int(row["params"]) > 0
+    assert 0 < float(row["allreduce_alone_ms"]) and 0 < float(row["allreduce_in_step_ms"]) < float(row["step_ms"])
+    assert "| cpu (cpu) | 2 |" in out
+
+
 # ---------------------------------------------------------------- docs and install
 def _read(*parts):
     return open(os.path.join(ROOT, *parts), encoding="utf-8").read()

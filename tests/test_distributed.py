@@ -251,6 +251,10 @@ def test_resume_with_another_number_of_ranks_continues_exactly(tmp_path, corpus,
     assert step_losses(split) == step_losses(straight)
     (wa, ma), (wb, mb) = final_state(straight), final_state(split)
     assert mb["step"] == 20 and mb["batch_rng"] == ma["batch_rng"]
+    # the evaluations (steps 0 and 20), one of them sharded over 2 ranks
+    assert [h["step"] for h in mb["history"]] == [h["step"] for h in ma["history"]] == [0, 20]
+    for ha, hb in zip(ma["history"], mb["history"]):
+        np.testing.assert_allclose([hb["train_loss"], hb["val_loss"]], [ha["train_loss"], ha["val_loss"]], rtol=1e-12)
     for k in wa:
         np.testing.assert_allclose(wb[k], wa[k], rtol=1e-10, atol=1e-13)
 

@@ -26,7 +26,8 @@ from tinygrad_lm import distributed  # noqa: E402
 def steps_job(out, dtype, steps, accum, mask):
     from tinygrad_lm.checkpoint import build_model
     from tinygrad_lm.data import get_batch
-    from tinygrad_lm.tensor import Tensor, manual_seed
+    from tinygrad_lm.engine import manual_seed
+    from tinygrad_lm.tensor import Tensor
     from tinygrad_lm.train import train_step
     dist = distributed.init()
     manual_seed(0)
@@ -68,14 +69,14 @@ def fault_job(kind, argv):
     if kind in ("fail", "sigint") and rank == 1:
         step, calls = distributed.DataParallel.step, [0]
 
-        def faulty(self, x, y, stop=False):
+        def faulty(self, x, y, stop=None, check=None):
             calls[0] += 1
             if kind == "fail" and calls[0] == 3:
                 raise RuntimeError("injected: rank 1 fails at its third step")
             if kind == "sigint" and calls[0] == 5:
                 # the handler only sets the flag: this step completes, the next carries the flag
                 os.kill(os.getpid(), signal.SIGINT)
-            return step(self, x, y, stop)
+            return step(self, x, y, stop, check)
         distributed.DataParallel.step = faulty
     sys.exit(cli.main(argv))
 

@@ -257,7 +257,8 @@ def test_extra_tensor_is_refused(gpt_ckpt):
 def test_a_huge_n_layer_is_refused_at_once(gpt_ckpt):
     out, arrays, meta = gpt_ckpt
     rewrite(out, meta={**meta, "config": {**meta["config"], "n_layer": 10**9}})
-    refused(out, "model.safetensors", "n_layer 1000000000")
+    # before any tensor is read: the memory the config asks for (tests/test_fault_resources.py)
+    refused(out, "meta.json", "n_layer 1000000000", "of memory")
 
 
 def test_unknown_dtype_is_refused_by_name(gpt_ckpt):

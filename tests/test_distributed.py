@@ -98,7 +98,8 @@ def test_one_process_train_is_the_plain_train_step_loop_bit_for_bit(tmp_path, co
     from the seeded generator: the same parameters, bit for bit, as that loop written out."""
     from tinygrad_lm.checkpoint import build_model
     from tinygrad_lm.data import build_tokenizer, encode_splits, get_batch, load_corpus
-    from tinygrad_lm.tensor import Tensor, manual_seed
+    from tinygrad_lm.engine import manual_seed
+    from tinygrad_lm.tensor import Tensor
     from tinygrad_lm.train import MODEL_KEYS, lr_at
     out = tmp_path / "run"
     assert main(["train", "--data", corpus, "--out-dir", out, "--max-iters", "15", *TINY]) == 0
@@ -128,7 +129,8 @@ def test_grad_accumulation_equals_a_batch_twice_the_size_float64():
     """K = 2 micro-batches of 4 rows against one step on the 8 rows: 50 steps, 1e-12."""
     from tinygrad_lm.checkpoint import build_model
     from tinygrad_lm.data import get_batch
-    from tinygrad_lm.tensor import Tensor, manual_seed
+    from tinygrad_lm.engine import manual_seed
+    from tinygrad_lm.tensor import Tensor
     runs = []
     for accum in (1, 2):
         manual_seed(0)
@@ -158,11 +160,11 @@ def test_grad_accumulation_through_the_cli(tmp_path, corpus):
 
 
 @pytest.mark.parametrize("flags, match", [
-    (["--nproc", "0"], "--nproc must be >= 1, got 0"),
+    (["--nproc", "0"], "--nproc must be an integer >= 1, got 0"),
     (["--nproc", "5"], "5 ranks (--nproc or mpiexec -n) are more than --batch-size 4"),
     (["--nproc", "2", "--batch-size", "6", "--grad-accum-steps", "2"],
      "--batch-size 6 (the global batch) is not divisible by 2 rank(s) x --grad-accum-steps 2 = 4"),
-    (["--grad-accum-steps", "0"], "--grad-accum-steps must be >= 1, got 0"),
+    (["--grad-accum-steps", "0"], "--grad-accum-steps must be an integer >= 1, got 0"),
     (["--batch-size", "6", "--grad-accum-steps", "4"], "--batch-size 6 is not divisible by --grad-accum-steps 4"),
 ])
 def test_bad_nproc_and_accumulation_flags_fail_once_before_any_rank_starts(tmp_path, corpus, capsys, flags, match):
@@ -281,7 +283,7 @@ def test_a_setup_failure_on_rank_1_is_agreed_and_printed_once(tmp_path, corpus):
 @pytest.mark.parametrize("flags, match", [
     (["--batch-size", "5"], "--batch-size 5 (the global batch) is not divisible by 2 rank(s)"),
     (["--data", "/nonexistent/corpus.txt"], "/nonexistent/corpus.txt"),
-    (["--n-layer", "0"], "--n-layer must be >= 1"),
+    (["--n-layer", "0"], "--n-layer must be an integer >= 1, got 0"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])
 def test_bad_input_under_mpiexec_is_one_error_from_rank_0(tmp_path, corpus, flags, match):

@@ -326,7 +326,7 @@ def test_causal_attention_with_logits_of_plus_minus_1000_is_exact_and_finite():
 
 
 def test_gelu_tanh_is_finite_and_exact_far_out():
-    """GeluTanh at |x| up to 1e4: y -> x for large x, -> 0 for very negative x; dy/dx -> 1 and 0."""
+    """FusedGeluTanh at |x| up to 1e4: y -> x for large x, -> 0 for very negative x; dy/dx -> 1 and 0."""
     x = np.array([-1e4, -50.0, -10.0, -3.0, 0.0, 3.0, 10.0, 50.0, 1e4])
     want = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
     for dtype in (np.float64, np.float32):
@@ -523,10 +523,10 @@ def test_use_fused_switch_and_context_manager():
         assert not F.fused_enabled()
         x = Tensor(np.ones((2, 3), np.float32), requires_grad=True)
         assert type(F.softmax(x)._ctx).__name__ == "Div"  # composed: the last op is the division
-        assert type(F.softmax(x, impl="fused")._ctx).__name__ == "Softmax"
+        assert type(F.softmax(x, impl="fused")._ctx).__name__ == "FusedSoftmax"
     finally:
         F.use_fused(True)
-    assert type(F.softmax(Tensor(np.ones(3, np.float32), requires_grad=True))._ctx).__name__ == "Softmax"
+    assert type(F.softmax(Tensor(np.ones(3, np.float32), requires_grad=True))._ctx).__name__ == "FusedSoftmax"
     with pytest.raises(ValueError, match="softmax: impl must be"):
         F.softmax(Tensor(np.ones(3)), impl="fast")
 

@@ -34,9 +34,14 @@ def test_the_helper_reads_relative_and_absolute_imports():
     assert "models.gpt" in package_imports("checkpoint.py")  # a lazy import inside a function
 
 
-@pytest.mark.parametrize("module", ["fileio.py", "train_config.py"])
+@pytest.mark.parametrize("module", ["fileio.py", "ranges.py"])
 def test_bottom_modules_import_nothing_from_the_package(module):
     assert package_imports(module) == set()
+
+
+def test_the_preset_table_and_the_resource_estimates_import_no_engine():
+    assert package_imports("train_config.py") == {"ranges"}  # the flags' range table, stdlib only
+    assert package_imports("resources.py") == {"backend"}   # only to ask a CUDA device its free memory
 
 
 @pytest.mark.parametrize("module", ["checkpoint.py", "evaluate.py", "generate.py", "ngram.py",
@@ -47,4 +52,4 @@ def test_what_sample_and_eval_use_never_imports_training(module):
 
 @pytest.mark.parametrize("module", ["data/__init__.py", "data/corpus.py", "data/tokenizer.py", "data/batches.py"])
 def test_data_layer_needs_no_engine(module):
-    assert {m for m in package_imports(module) if not m.startswith("data")} <= {"fileio"}
+    assert {m for m in package_imports(module) if not m.startswith("data")} <= {"fileio", "resources"}

@@ -38,8 +38,8 @@ import time
 
 import numpy as np
 
-from . import backend
-from .tensor import manual_seed as _manual_seed
+from . import backend, engine
+from .engine import manual_seed as _manual_seed
 from .tensor import Tensor
 
 # ================================================================ configs and formulas
@@ -945,7 +945,7 @@ def _run(args, s, quick, what, out_dir, ops, threads, devices, configs, log) -> 
 
 # ================================================================ profile of the training step
 class _OpTimer:
-    """A tensor._observer that sums forward and backward seconds per op class."""
+    """An engine.observer that sums forward and backward seconds per op class."""
 
     def __init__(self):
         self.fwd, self.bwd, self.nf, self.nb = {}, {}, {}, {}
@@ -965,7 +965,7 @@ def profile_model_step(config: str = "cpu", device: str = "cpu", steps: int = 30
                        cprofile_top: int = 25) -> dict:
     """Where our training step's time goes: phase wall times (forward, backward, clip, AdamW,
     zero_grad) over `steps` steps, op time per Function class inside forward and backward
-    (through tensor._observer), and a cProfile listing of the same steps."""
+    (through engine.observer), and a cProfile listing of the same steps."""
     import cProfile
     import io
     import pstats
@@ -1003,18 +1003,17 @@ def profile_model_step(config: str = "cpu", device: str = "cpu", steps: int = 30
     for i in range(steps):
         phased(i, phases)
     # 2) per-op time with the observer (adds a little overhead per op)
-    tmod = sys.modules[__package__ + ".tensor"]  # (the package's `tensor` attribute is the function)
-    prev = tmod._observer
+    prev = engine.observer
     obs_phases, per_fwd, per_bwd = {}, {}, {}
     try:
         for i in range(steps):  # a fresh timer per step, so the per-op figures are medians over steps too
-            timer = tmod._observer = _OpTimer()
+            timer = engine.observer = _OpTimer()
             phased(i, obs_phases)
             for acc, src in ((per_fwd, timer.fwd), (per_bwd, timer.bwd)):
                 for k, v in src.items():
                     acc.setdefault(k, []).append(v)
     finally:
-        tmod._observer = prev
+        engine.observer = prev
     # 3) cProfile
     pr = cProfile.Profile()
     pr.enable()

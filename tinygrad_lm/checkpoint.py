@@ -17,8 +17,13 @@ then swaps folders with renames: ckpt -> ckpt.old, ckpt.tmp -> ckpt, ckpt.old re
 crash at any moment leaves `ckpt/` or `ckpt.old/` whole, and loading picks up the survivor.
 
 Reading, with every check made before a model is built:
-    load_checkpoint     the files: readable, valid safetensors of known dtypes, finite, one step
+    read_meta           meta.json: a regular file of bounded size, JSON, an object with a config
     model_config        meta.json's model config: every key, each of a valid type and range
+    (sizes)             the memory the config's weights take, against what the machine has, and
+                        each safetensors file's size against what the config implies: a file
+                        far larger than its config (a sparse 50 GB file) is refused unread
+    load_checkpoint     the files: regular files (never a FIFO or a device), valid safetensors
+                        of known dtypes, finite, one step
     check_model_arrays  the weights against that config: no tensor missing, none extra, each of
                         the shape and dtype the config implies, the tied weights equal
 Any problem is a CheckpointError: one line naming the file (and the tensor).
@@ -31,15 +36,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 
 import numpy as np
 import safetensors
 import safetensors.numpy
 
 from . import backend
-from .data import TokenizerError, tokenizer_from_dict
-from .fileio import atomic_write
+from .data import DataError, TokenizerError, load_corpus, load_text, text_sha256, tokenizer_from_dict
+from .fileio import FileTooLargeError, SpecialFileError, atomic_write, open_regular, read_regular
+from .resources import (ResourceError, check_fits, check_sizes, format_bytes, gpt_file_elements,
+                        gpt_parameter_count, itemsize)
 from .tensor import Tensor
 
 # The safetensors dtypes tinygrad_lm writes and reads (others, e.g. BF16, are refused by name).
@@ -55,6 +61,10 @@ MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "g
 # Keys added after checkpoints were first written, and what a checkpoint without one meant.
 LEGACY_MODEL_DEFAULTS = {"gelu_approximate": "tanh"}
 MODEL_DTYPES = ("float32", "float64")
+
+# meta.json holds the config, the tokenizer (a BPE's merges), the RNG states, the run's
+# history and the optimizer's skeleton: a few MB at most. Anything larger is not ours.
+META_MAX_BYTES = 256 * 2**20
 
 
 class CheckpointError(ValueError):
@@ -82,24 +92,35 @@ def load_safetensors(path) -> tuple[dict, dict]:
     header and the byte offsets; tensors of a dtype outside DTYPES are refused by name."""
     path = os.fspath(path)
     try:
-        mode = os.stat(path).st_mode
+        fd, size = open_regular(path)  # a FIFO or a device would block or never end
+    except SpecialFileError as e:
+        raise CheckpointError(f"checkpoint file {path} is {e.kind}, not a regular file") from None
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint file {path}: {e.strerror or e}") from None
-    if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
-        raise CheckpointError(f"checkpoint file {path} is not a regular file")
     try:
-        with safetensors.safe_open(path, framework="numpy") as f:
-            metadata = f.metadata() or {}
-            for name in f.keys():
-                code = f.get_slice(name).get_dtype()
-                if code not in DTYPES:
-                    raise CheckpointError(f"checkpoint file {path}: tensor {name!r} has dtype {code}, which "
-                                          f"tinygrad_lm does not read (it reads {', '.join(DTYPES)})")
-            arrays = {name: f.get_tensor(name) for name in f.keys()}
-    except safetensors.SafetensorError as e:
-        raise CheckpointError(f"checkpoint file {path} is truncated or corrupted ({_one_line(e)})") from None
-    except OSError as e:
-        raise CheckpointError(f"cannot read checkpoint file {path}: {e.strerror or e}") from None
+        try:
+            check_fits({"its tensors": size}, f"checkpoint file {path} ({format_bytes(size)})")
+        except ResourceError as e:
+            raise CheckpointError(str(e)) from None
+        # the package opens the file by name: give it the one just checked, not whatever the
+        # name points at by then (Linux's /proc/self/fd; elsewhere the name itself)
+        proc = f"/proc/self/fd/{fd}"
+        source = proc if os.path.exists(proc) else path
+        try:
+            with safetensors.safe_open(source, framework="numpy") as f:
+                metadata = f.metadata() or {}
+                for name in f.keys():
+                    code = f.get_slice(name).get_dtype()
+                    if code not in DTYPES:
+                        raise CheckpointError(f"checkpoint file {path}: tensor {name!r} has dtype {code}, which "
+                                              f"tinygrad_lm does not read (it reads {', '.join(DTYPES)})")
+                arrays = {name: f.get_tensor(name) for name in f.keys()}
+        except safetensors.SafetensorError as e:
+            raise CheckpointError(f"checkpoint file {path} is truncated or corrupted ({_one_line(e)})") from None
+        except OSError as e:
+            raise CheckpointError(f"cannot read checkpoint file {path}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
     return arrays, metadata
 
 
@@ -153,10 +174,11 @@ def unflatten_state(skeleton, arrays: dict, where: str = "optimizer.safetensors"
 
 # ---------------------------------------------------------------- checkpoint folders
 def checkpoint_dir(out_dir) -> str | None:
-    """The folder holding the newest complete checkpoint in out_dir, or None."""
+    """The folder holding the newest complete checkpoint in out_dir, or None. (A meta.json
+    that is not a regular file still marks its folder: reading it then says what it is.)"""
     for name in (CKPT, OLD):
         d = os.path.join(out_dir, name)
-        if os.path.isfile(os.path.join(d, "meta.json")):
+        if os.path.lexists(os.path.join(d, "meta.json")):
             return d
     return None
 
@@ -184,25 +206,43 @@ def save_checkpoint(out_dir, model_arrays: dict, optim_arrays: dict, meta: dict)
     os.makedirs(out_dir, exist_ok=True)
     tmp, cur, old = (os.path.join(out_dir, n) for n in (TMP, CKPT, OLD))
     _remove(tmp)  # a partial folder left by a crash
-    os.makedirs(tmp)
     step = {"step": str(meta.get("step", 0))}
     try:
+        os.makedirs(tmp)
         save_safetensors(os.path.join(tmp, "model.safetensors"), model_arrays, {**step, "format": "pt"})
         save_safetensors(os.path.join(tmp, "optimizer.safetensors"), optim_arrays, {**step, "format": "tinygrad_lm"})
         atomic_write(os.path.join(tmp, "meta.json"), json.dumps(meta, indent=1))  # last: marks the folder complete
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)  # e.g. a full disk: leave no partial folder behind
+        if isinstance(e, OSError):
+            kept = "the previous checkpoint is kept" if checkpoint_dir(out_dir) else "no checkpoint was written"
+            raise CheckpointError(f"cannot save a checkpoint in {out_dir}: {e.strerror or e} ({kept})") from None
         raise
     if os.path.isdir(cur):
         _remove(old)
         os.replace(cur, old)
     os.replace(tmp, cur)
     _remove(old)
+    _fsync_dir(out_dir)  # the renames themselves on disk, not only the files (a power cut)
     return cur
 
 
-def _read_checkpoint(out_dir, with_optimizer: bool = True) -> tuple[str, dict, dict, dict]:
-    """-> (the folder read, model arrays, optimizer arrays, meta), every file checked."""
+def _fsync_dir(path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a folder: the renames are then as durable as they get
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_meta(out_dir) -> tuple[str, dict]:
+    """-> (the folder of the newest complete checkpoint in out_dir, its meta.json), checked:
+    a regular file of at most META_MAX_BYTES holding a JSON object with a 'config'."""
     out_dir = os.fspath(out_dir)
     if not os.path.isdir(out_dir):
         raise CheckpointError(f"no checkpoint: {out_dir} is not a directory")
@@ -211,20 +251,36 @@ def _read_checkpoint(out_dir, with_optimizer: bool = True) -> tuple[str, dict, d
         raise CheckpointError(f"no checkpoint in {out_dir} (expected {os.path.join(out_dir, CKPT, 'meta.json')})")
     meta_path = os.path.join(d, "meta.json")
     try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint file {meta_path} is unreadable or corrupted: {_one_line(e)}") from None
+        meta = json.loads(read_regular(meta_path, META_MAX_BYTES).decode("utf-8"))
+    except SpecialFileError as e:
+        raise CheckpointError(f"checkpoint file {meta_path} is {e.kind}, not a regular file") from None
+    except FileTooLargeError as e:
+        raise CheckpointError(f"checkpoint file {meta_path} is {format_bytes(e.size)}, more than the "
+                              f"{format_bytes(META_MAX_BYTES)} a meta.json may be") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"checkpoint file {meta_path} is unreadable or corrupted: "
+                              f"{type(e).__name__}: {_one_line(e)[:200]}") from None
     if not isinstance(meta, dict) or "config" not in meta:
         raise CheckpointError(f"checkpoint file {meta_path} is corrupted (no model config)")
+    return d, meta
+
+
+def _read_arrays(d: str, meta: dict, with_optimizer: bool) -> tuple[dict, dict]:
     model_path, optim_path = os.path.join(d, "model.safetensors"), os.path.join(d, "optimizer.safetensors")
     model, mmeta = load_safetensors(model_path)
-    optim, ometa = load_safetensors(optim_path) if with_optimizer and os.path.exists(optim_path) else ({}, {})
+    optim, ometa = load_safetensors(optim_path) if with_optimizer and os.path.lexists(optim_path) else ({}, {})
     step = str(meta.get("step", 0))
     if mmeta.get("step", step) != step or (ometa and ometa.get("step", step) != step):
         raise CheckpointError(f"checkpoint in {d} is inconsistent: files from different steps")
     _check_finite(model, f"checkpoint file {model_path}")
     _check_finite(optim, f"checkpoint file {optim_path}")
+    return model, optim
+
+
+def _read_checkpoint(out_dir, with_optimizer: bool = True) -> tuple[str, dict, dict, dict]:
+    """-> (the folder read, model arrays, optimizer arrays, meta), every file checked."""
+    d, meta = read_meta(out_dir)
+    model, optim = _read_arrays(d, meta, with_optimizer)
     return d, model, optim, meta
 
 
@@ -318,12 +374,41 @@ def model_arrays(model) -> dict:
     return {k: backend.to_numpy(v.data if isinstance(v, Tensor) else v) for k, v in model.state_dict().items()}
 
 
+def check_sizes_before_reading(d: str, config: dict, dtype: str) -> None:
+    """Before any tensor is read: the memory a GPT of `config` takes (its weights, and the
+    file's copy of them) against what the host has (a model is read and built there), and each safetensors file's size against
+    what `config` implies (a header of at most a few hundred bytes per tensor)."""
+    s = itemsize(dtype)
+    labels = {k: f"meta.json's {k}" for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")}
+    sizes = {k: config[k] for k in labels}
+    try:
+        check_sizes(lambda v: {"weights": gpt_parameter_count({**config, **v}) * s,
+                               "the file's copy of them": gpt_file_elements({**config, **v}) * s},
+                    sizes, labels)
+    except ResourceError as e:
+        raise CheckpointError(f"checkpoint file {os.path.join(d, 'meta.json')}: {e}") from None
+    n_tensors = 4 + 2 * config["n_layer"] * (6 + 6 * bool(config["bias"]))
+    slack = 4096 + 512 * n_tensors  # header: a name, a dtype, a shape and two offsets per tensor
+    weights = gpt_file_elements(config) * s
+    for name, most in (("model.safetensors", weights + slack), ("optimizer.safetensors", 2 * weights + slack)):
+        path = os.path.join(d, name)
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            continue  # missing: reported by the reader
+        if size > most:
+            raise CheckpointError(f"checkpoint file {path} is {format_bytes(size)}, far more than the "
+                                  f"{format_bytes(weights)} of weights the config in meta.json implies")
+
+
 def _restore(out_dir, with_optimizer: bool):
     """Read and check everything, then build: -> (folder, model on the CPU, tokenizer, meta, optimizer arrays)."""
-    d, arrays, optim, meta = _read_checkpoint(out_dir, with_optimizer)
+    d, meta = read_meta(out_dir)
     meta_path = os.path.join(d, "meta.json")
     config = model_config(meta, meta_path)
     dtype = model_dtype(meta, meta_path)
+    check_sizes_before_reading(d, config, dtype)
+    arrays, optim = _read_arrays(d, meta, with_optimizer)
     check_model_arrays(arrays, config, dtype, os.path.join(d, "model.safetensors"))
     try:
         tok = tokenizer_from_dict(meta.get("tokenizer"))
@@ -344,6 +429,57 @@ def load_model(out_dir, device: str = "cpu"):
         model.to(device)
     model.eval()
     return model, tok, meta
+
+
+# ---------------------------------------------------------------- the run's text
+def data_record(path, name: str, text: str) -> dict:
+    """What meta.json records (under "data") of the text a run trains on: its absolute path
+    (None: the built-in corpus), its name, its length and its SHA-256, so that --resume and
+    eval find the file from any folder and notice when it has changed."""
+    return {"path": None if path is None else os.path.abspath(os.fspath(path)), "name": name,
+            "characters": len(text), "sha256": text_sha256(text)}
+
+
+def run_text(meta: dict, out_dir, hint: str = "") -> tuple[str, str, str | None]:
+    """The text the checkpoint's run trained on -> (text, name, absolute path or None for the
+    built-in corpus): the recorded file, checked against the recorded SHA-256. A relative
+    path (checkpoints before absolute paths were recorded: relative to the folder training
+    ran in) is looked for from the current folder, out_dir's parent, then out_dir. Raises CheckpointError (DataError when the file cannot be
+    read), `hint` appended to the message."""
+    where = os.path.join(os.fspath(out_dir), CKPT, "meta.json")
+    rec = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    tc = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}
+    path = rec["path"] if "path" in rec else tc.get("data")
+    if path is not None and not isinstance(path, str):
+        raise CheckpointError(f"checkpoint file {where}: the run's data path must be a string or null, got {path!r}")
+    if path is None:
+        text, name = load_corpus(None)
+    else:
+        recorded = path
+        if not os.path.isabs(path):  # relative to the folder training ran in: most often out_dir's parent
+            run_dir = os.path.abspath(os.fspath(out_dir))
+            tried = list(dict.fromkeys([os.path.abspath(path), os.path.join(os.path.dirname(run_dir), path),
+                                        os.path.join(run_dir, path)]))
+            found = [c for c in tried if os.path.exists(c)]
+            if not found:
+                raise DataError(f"cannot find the text this checkpoint was trained on: {where} records it as "
+                                f"{recorded!r}, a relative path, and it is not in {', '.join(map(os.path.dirname, tried))}"
+                                f"{hint}")
+            path = found[0]
+        try:
+            text = load_text(path)
+        except DataError as e:
+            raise DataError(f"{e} (the text this checkpoint was trained on, recorded in {where}){hint}") from None
+        name = path
+    sha = rec.get("sha256")
+    if isinstance(sha, str) and text_sha256(text) != sha:
+        import platform
+        if path is None:
+            raise CheckpointError(f"the built-in corpus of this Python ({platform.python_version()}) is not the text "
+                                  f"this checkpoint was trained on (its SHA-256 differs from the one in {where}){hint}")
+        raise CheckpointError(f"the data file {path} has changed since this checkpoint was trained on it (its SHA-256 "
+                              f"differs from the one in {where}){hint}")
+    return text, name, path
 
 
 # What --resume needs from meta.json besides the model.

@@ -1,12 +1,15 @@
 """`tinygrad-lm`: train | sample | eval | ngram | gradcheck | bench | graph.
 
 Every error a user can cause (a bad flag, a missing file, a broken checkpoint) ends in a
-one-line message naming the problem and exit status 2; nothing on disk is changed.
+one-line message naming the problem and exit status 2; nothing on disk is changed. Every
+numeric flag of every subcommand has a range (tinygrad_lm/ranges.py, shown by --help),
+checked while the flags are parsed. A training run stopped by Ctrl-C exits with 130, by
+SIGTERM with 143 (128 + the signal's number, as a shell reports it), after saving.
 """
 from __future__ import annotations
 
 import argparse
-import math
+import os
 import sys
 
 
@@ -15,7 +18,7 @@ def _add_train(sub):
     p = sub.add_parser("train", help="train a GPT on a text file (default: the built-in corpus)",
                        description="Train a GPT. Without flags: the 'default' setup on the built-in corpus "
                                    "(Python's own documentation topics), about 5 minutes on 2 CPU cores.")
-    p.add_argument("--preset", choices=list(PRESETS), default="default",
+    p.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="; ".join(f"{name} = {PRESET_ABOUT[name]} ({describe_preset(name)})" for name in PRESETS)
                         + ". Explicit flags override the preset.")
     p.add_argument("--data", help="a UTF-8 text file to train on (default: the built-in corpus)")
@@ -34,7 +37,11 @@ def _add_train(sub):
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--out-dir", help="where checkpoints, loss.csv and loss.png go (default: out)")
     # default None (not False): a flag left out is not "given", so TrainConfig's default stands
-    p.add_argument("--resume", action="store_true", default=None, help="continue the checkpoint in --out-dir exactly where it stopped")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue the run in --out-dir exactly where it stopped: its whole configuration and data "
+                        "come from the checkpoint; only --max-iters, --eval-interval, --eval-iters, --sample-tokens "
+                        "and --device (and the number of processes) may change (each change is printed), any other "
+                        "flag that differs is refused")
     p.add_argument("--force", action="store_true", default=None, help="overwrite a checkpoint already in --out-dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # data parallel (tinygrad_lm/distributed.py; docs/distributed.md)
@@ -55,9 +62,10 @@ def cmd_train(a):
     cfg.progress = not a.no_progress
     world = distributed.env_world_size()
     if a.nproc is not None and (world is None or world == 1):
-        # --nproc N: check what can be checked here, once, then re-launch as N ranks
+        # --nproc N: check what can be checked here, once, then re-launch as N ranks (a --resume's
+        # batch is the checkpoint's: the ranks check it once they have read it)
         cfg.validate()
-        distributed.check_nproc(a.nproc, cfg.batch_size, cfg.grad_accum_steps)
+        distributed.check_nproc(a.nproc, None if cfg.resume else cfg.batch_size, cfg.grad_accum_steps)
         if a.nproc > 1:
             return distributed.launch(a.nproc, distributed.strip_nproc(a.argv))
     elif a.nproc is not None and a.nproc != world:
@@ -72,7 +80,10 @@ def cmd_train(a):
 def _train(cfg):
     from .train import train
     summary = train(cfg)
-    return 130 if summary["interrupted"] else 0
+    if summary["interrupted"]:
+        import signal
+        return 128 + int(getattr(signal, summary.get("signal") or "SIGINT", signal.SIGINT))
+    return 0
 
 
 def _add_sample(sub):
@@ -97,13 +108,15 @@ def _add_sample(sub):
 def cmd_sample(a):
     import numpy as np
     from .checkpoint import load_model
+    from .evaluate import perplexity
     from .generate import generate, validate_options
     validate_options(a.strategy, a.temperature, a.top_k, a.top_p, a.beam_width, a.num_samples)
-    if a.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {a.max_new_tokens}")
     if a.prompt == "":
         raise ValueError("--prompt must not be empty")
     model, tok, meta = load_model(a.out_dir, a.device)
+    if a.show_probs > tok.vocab_size:
+        raise ValueError(f"--show-probs must be at most the vocabulary size ({tok.vocab_size}), got {a.show_probs}")
+    _check_generation_fits(model, meta, a)
     prompt = tok.encode(a.prompt)
     gens = generate(model, prompt, a.max_new_tokens, strategy=a.strategy, temperature=a.temperature, top_k=a.top_k,
                     top_p=a.top_p, num_samples=a.num_samples, beam_width=a.beam_width,
@@ -111,13 +124,34 @@ def cmd_sample(a):
     for i, g in enumerate(gens):
         label = f"beam {i}" if a.strategy == "beam" else f"sample {i}"
         print(f"--- {label}: total log-probability {g.logprob:.3f} over {len(g.tokens)} tokens "
-              f"(perplexity {math.exp(-g.logprob / max(len(g.tokens), 1)):.2f})")
+              f"(perplexity {perplexity(-g.logprob / max(len(g.tokens), 1)):.2f})")
         print(a.prompt + tok.decode(g.tokens))
         if g.top:
             for t, (tokid, cands) in enumerate(zip(g.tokens, g.top)):
                 shown = "  ".join(f"{tok.decode([c])!r}:{p:.3f}" for c, p in cands)
                 print(f"  step {t:3d} chose {tok.decode([tokid])!r:8}  top: {shown}")
     return 0
+
+
+def _check_generation_fits(model, meta, a):
+    """Refuse, before generating, what would not fit: the model's activations for every
+    sample (or beam) at once, its KV cache, and the generated tokens kept per row (an int64 in
+    the output, its copy in the growing context, a Python int in the result: about 64 bytes),
+    with --show-probs K candidates per step (a tuple each: about 120 bytes)."""
+    from .checkpoint import model_dtype
+    from .resources import SIZE_KEYS, check_sizes, inference_bytes, itemsize
+    cfg = {k: getattr(model.config, k) for k in SIZE_KEYS}
+    rows_key = "beam_width" if a.strategy == "beam" else "num_samples"
+    sizes = {**cfg, rows_key: getattr(a, rows_key), "max_new_tokens": a.max_new_tokens, "show_probs": a.show_probs}
+    labels = {**{k: f"the checkpoint's {k}" for k in SIZE_KEYS}, rows_key: "--" + rows_key.replace("_", "-"),
+              "max_new_tokens": "--max-new-tokens", "show_probs": "--show-probs"}
+    s = itemsize(model_dtype(meta))
+
+    def parts(v):
+        rows, n = v[rows_key], v["max_new_tokens"]
+        return {**inference_bytes({**cfg, **v}, rows, v["block_size"], s, kv_cache=not a.no_cache),
+                "generated tokens": 64 * rows * n, "--show-probs candidates": 120 * rows * n * v["show_probs"]}
+    check_sizes(parts, sizes, labels, a.device)
 
 
 def _add_eval(sub):
@@ -132,11 +166,10 @@ def _add_eval(sub):
 
 
 def cmd_eval(a):
-    from .checkpoint import load_model
-    from .data import encode_splits, load_corpus, load_text
+    from .checkpoint import load_model, model_dtype, run_text
+    from .data import encode_splits, load_text
     from .evaluate import evaluate_split
-    if a.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {a.batch_size}")
+    from .resources import SIZE_KEYS, check_sizes, inference_bytes, itemsize
     model, tok, meta = load_model(a.out_dir, a.device)
     block = model.config.block_size
     if a.data:
@@ -144,11 +177,15 @@ def cmd_eval(a):
         if len(ids) < block + 1:
             raise ValueError(f"{a.data} has {len(ids)} tokens; need at least block_size + 1 = {block + 1}")
         data, what = ids, a.data
-    else:
-        corpus = meta.get("train_config", {}).get("data")
-        text, name = load_corpus(corpus)
+    else:  # the split of the text the run trained on: its recorded file, unchanged since
+        text, name, _ = run_text(meta, a.out_dir, hint="; pass --data FILE to evaluate on a file as it is now")
         train_ids, val_ids = encode_splits(text, tok, block)
         data, what = (train_ids if a.split == "train" else val_ids), f"{name} ({a.split} split)"
+    cfg = {k: getattr(model.config, k) for k in SIZE_KEYS}
+    rows = min(a.batch_size, max((len(data) - 1) // block, 1))  # a batch never holds more windows than the data
+    check_sizes(lambda v: inference_bytes({**cfg, **v}, min(v["batch_size"], rows), block, itemsize(model_dtype(meta))),
+                {**cfg, "batch_size": a.batch_size}, {**{k: f"the checkpoint's {k}" for k in SIZE_KEYS},
+                                                      "batch_size": "--batch-size"}, a.device)
     r = evaluate_split(model, data, a.batch_size, a.device, a.max_batches)
     print(f"{what}: {r['tokens']:,} tokens, loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.3f}")
     return 0
@@ -167,11 +204,12 @@ def cmd_ngram(a):
     import numpy as np
     from .data import CharTokenizer, load_corpus, train_val_split
     from .ngram import ngram_table, word_ids
-    if any(n < 1 for n in a.n):
-        raise ValueError(f"--n must be >= 1, got {a.n}")
-    if a.k < 0:
-        raise ValueError(f"--k must be >= 0, got {a.k}")
+    from .resources import check_sizes
     text, name = load_corpus(a.data)
+    # counting order n over N tokens keeps n int64 arrays of N - n + 1 (the trie's levels)
+    # and sorts each: about 32 n (N - n + 1) bytes
+    check_sizes(lambda v: {"n-gram counting": 32 * v["n"] * max(len(text) - v["n"] + 1, 0)}, {"n": max(a.n)},
+                {"n": "--n"})
     if a.unit == "char":
         ids = CharTokenizer.from_text(text).encode_array(text)
         train, val = train_val_split(ids)
@@ -202,9 +240,8 @@ def cmd_gradcheck(a):
     print(opcheck.format_table(rows))
     ok = all(r["passed"] for r in rows)
     if not a.no_gpt and not a.ops:
-        from .models.gpt import gradcheck_gpt
         for bias in (True, False):
-            report = gradcheck_gpt(bias=bias, seed=a.seed)
+            report = opcheck.gradcheck_gpt(bias=bias, seed=a.seed)
             print(f"\nwhole GPT (float64; 2 layers, 2 heads, 16 dims, block 8, vocab 11, bias={bias}):")
             print(report.table())
             ok = ok and report.passed
@@ -247,16 +284,71 @@ def cmd_graph(a):
     return graph_command(a)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its own errors (an unknown flag, 'abc' for a number) in one line and
+    exit status 2, like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def numeric_options(parser) -> dict:
+    """{subcommand: {dest: argparse action}} of every option of a build_parser() parser that
+    takes a number (type int or float)."""
+    out = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sp in action.choices.items():
+                out[name] = {a.dest: a for a in sp._actions if a.type in (int, float)}
+    return out
+
+
+def check_ranges(command: str, args) -> None:
+    """Every numeric option of `command` given in `args` (a namespace) within its range from
+    ranges.FLAG_RANGES; ValueError('--seed must be an integer in [0, 2**64 - 1], got -1')."""
+    from .ranges import FLAG_RANGES, flag_name
+    for dest, allowed in FLAG_RANGES.get(command, {}).items():
+        value = getattr(args, dest, None)
+        for v in value if isinstance(value, list) else [value]:
+            if v is not None:
+                allowed.check(flag_name(dest), v)
+
+
+def _apply_ranges(parser) -> None:
+    """Every subcommand checks its numeric options' ranges (ranges.FLAG_RANGES) before it
+    runs, and --help shows each range. A numeric option missing from the table fails a test."""
+    from .ranges import FLAG_RANGES
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for name, sp in action.choices.items():
+            table = FLAG_RANGES.get(name, {})
+            for a in sp._actions:
+                if a.dest in table:
+                    allowed = table[a.dest]
+                    shown = allowed.describe() + (f"; {allowed.note}" if allowed.note else "")
+                    a.help = f"{a.help} ({shown})" if a.help else shown
+            func = sp.get_default("func")
+
+            def checked(args, _func=func, _name=name):
+                check_ranges(_name, args)
+                return _func(args)
+            sp.set_defaults(func=checked)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="tinygrad-lm", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="tinygrad-lm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_train, _add_sample, _add_eval, _add_ngram, _add_gradcheck, _add_bench, _add_graph):
         add(sub)
+    _apply_ranges(parser)
     return parser
 
 
 def _user_errors() -> tuple:
-    """The errors a user can cause: one line and exit status 2, no traceback."""
+    """The errors a user can cause: one line and exit status 2, no traceback. (TrainingDiverged
+    is a FloatingPointError; FolderLockedError and the file errors are OSErrors; ResourceError,
+    CheckpointError and DataError are ValueErrors.)"""
     from .backend import DeviceError
     from .checkpoint import CheckpointError
     from .data import DataError
@@ -275,6 +367,9 @@ def main(argv=None) -> int:
     else:
         a = parser.parse_args(argv)
     a.argv = argv
+    if os.environ.get("TINYGRAD_LM_NO_MALLOC_TUNE") != "1":
+        from .backend import tune_host_allocator
+        tune_host_allocator()  # numpy's temporaries reuse warm pages (docs/performance.md)
     # under mpiexec every rank gets here with the same flags: an error before the ranks'
     # own error handling (distributed.run_guarded) is printed by rank 0 alone
     say = (lambda line: None) if env_rank() else (lambda line: print(line, file=sys.stderr))

@@ -26,8 +26,10 @@ What runs where:
   its rows, [rank * B/N, (rank + 1) * B/N); with --grad-accum-steps K it runs them as K
   micro-batches. N ranks run the one-rank experiment, and a run resumes with any N.
 * All-reduce (`DataParallel.step`): the gradients are packed into one preallocated flat
-  buffer, with the step's weighted loss and the stop flag (Ctrl-C / SIGTERM seen on this
-  rank) in two more slots, all-reduced once (a sum), and unpacked as views of the buffer.
+  buffer, with the step's weighted loss and the stop flags (Ctrl-C, SIGTERM seen on this
+  rank) in three more slots, all-reduced once (a sum), and unpacked as views of the buffer.
+  Clipping and the divergence check (train.py's `check`) come after it, so every rank sees
+  the global gradient norm and loss, and all ranks stop at the same step.
   CPU: MPI's Allreduce through mpi4py. GPU: NCCL through cupy.cuda.nccl on the current
   stream (rank 0 makes the unique id, MPI broadcasts it).
   THE NCCL PATH HAS NOT RUN ON A GPU YET: it is written and guarded, and its one-rank test
@@ -57,7 +59,8 @@ import traceback
 import numpy as np
 
 from . import backend
-from .tensor import Tensor, manual_seed, no_grad
+from .engine import manual_seed, no_grad
+from .tensor import Tensor
 
 __all__ = ["IGNORE_INDEX", "DataParallel", "Distributed", "check_batch", "env_rank", "env_world_size",
            "estimate_loss", "find_mpiexec", "init", "launch", "pin_blas_threads", "run_guarded"]
@@ -65,6 +68,11 @@ __all__ = ["IGNORE_INDEX", "DataParallel", "Distributed", "check_batch", "env_ra
 # GPT.forward's cross_entropy(..., ignore_index=-1): targets equal to it count neither in the
 # loss nor in the number of targets the ranks' shares are weighted by
 IGNORE_INDEX = -1
+
+# the signals a rank's stop flag can carry (train.py's _Interrupt), one slot each in the
+# all-reduce; when ranks saw different ones, the later in this tuple is the agreed one (a
+# scheduler's SIGTERM outranks a Ctrl-C)
+STOP_SIGNALS = ("SIGINT", "SIGTERM")
 
 MPI_HINT = 'pip install -e ".[mpi]" (mpi4py, the MPICH wheel and threadpoolctl)'
 
@@ -329,15 +337,20 @@ class DataParallel:
     with `grad_accum_steps` micro-batches: the one-process step of train.train_step, with the
     rows split and the gradients summed over ranks in between.
 
-    `step(x, y, stop)` takes the GLOBAL batch (B, T) (the same on every rank), runs this
-    rank's rows B/N as K micro-batches of B/(N K) rows, each back-propagated with the seed
-    n_k / n (its counted targets over the global batch's), so the accumulated gradient is
-    this rank's share of dL/dtheta; then one all-reduce, clip, optimizer step, zero_grad.
-    Returns the global batch's mean loss (float). `stop` is this rank's interrupt flag;
-    after the step, `self.stop` says whether any rank had it set (the same on every rank).
+    `step(x, y, stop, check)` takes the GLOBAL batch (B, T) (the same on every rank), runs
+    this rank's rows B/N as K micro-batches of B/(N K) rows, each back-propagated with the
+    seed n_k / n (its counted targets over the global batch's), so the accumulated gradient
+    is this rank's share of dL/dtheta; then one all-reduce, clip, `check(loss, grad_norm)`
+    (train.train_step's hook: it may raise to keep the weights as they were), optimizer
+    step, zero_grad. Returns the global batch's mean loss (float). `stop` is the name of the
+    signal this rank saw ("SIGINT", "SIGTERM") or None; after the step, `self.stop` is the
+    agreed one (the same on every rank; None when no rank saw one). The loss and the norm the
+    check sees are those of the whole batch, bit for bit the same on every rank, so every
+    rank raises at the same step.
 
     The flat buffer holds P gradient entries (P = the optimizer's parameters' sizes), then
-    the weighted loss and the stop flag: one collective per step carries all three.
+    the weighted loss and one flag per STOP_SIGNALS entry: one collective per step carries
+    them all.
     `allreduce_s` is the time of the last pack + all-reduce + unpack (host clock; on a GPU
     it measures the queueing, not the transfer)."""
 
@@ -360,17 +373,18 @@ class DataParallel:
         self.sizes = [p.numel() for p in self.params]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int).tolist()
         self.n = self.offsets[-1]
-        self.flat = None  # (P + 2,): gradients, weighted loss, stop flag; allocated at the first step
-        self.stop = False
+        # (P + 1 + len(STOP_SIGNALS),): gradients, weighted loss, stop flags; allocated at the first step
+        self.flat = None
+        self.stop = None
         self.allreduce_s = 0.0
 
     def _buffer(self):
         if self.flat is None:
             with backend.use_device(self.device):
-                self.flat = backend.xp_for(self.device).empty(self.n + 2, dtype=self.params[0].dtype)
+                self.flat = backend.xp_for(self.device).empty(self.n + 1 + len(STOP_SIGNALS), dtype=self.params[0].dtype)
         return self.flat
 
-    def step(self, x: np.ndarray, y: np.ndarray, stop: bool = False) -> float:
+    def step(self, x: np.ndarray, y: np.ndarray, stop: str | None = None, check=None) -> float:
         from .optim import clip_grad_norm_
         b = len(x)
         check_batch(b, self.world, self.k)
@@ -391,16 +405,17 @@ class DataParallel:
             loss_sum = part if loss_sum is None else loss_sum + part
         if self.dist is None:
             lossf = float(loss_sum) if loss_sum is not None else float("nan")
-            self.stop = bool(stop)
+            self.stop = stop or None
         else:
             lossf = self._allreduce(loss_sum, stop)
-        if self.grad_clip > 0:
-            clip_grad_norm_(self.params, self.grad_clip)
+        grad_norm = clip_grad_norm_(self.params, self.grad_clip) if self.grad_clip > 0 else None
+        if check is not None:
+            check(lossf, grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return lossf
 
-    def _allreduce(self, loss_sum, stop: bool) -> float:
+    def _allreduce(self, loss_sum, stop: str | None) -> float:
         t0 = time.perf_counter()
         flat = self._buffer()
         xp = backend.xp_for(self.device)
@@ -410,14 +425,16 @@ class DataParallel:
                      for p in self.params]
             xp.concatenate(grads, out=flat[:n])
             flat[n] = 0 if loss_sum is None else loss_sum
-            flat[n + 1] = 1.0 if stop else 0.0
+            for i, name in enumerate(STOP_SIGNALS):
+                flat[n + 1 + i] = 1.0 if stop == name else 0.0
             self.dist.allreduce_(flat)
             for p, off, size in zip(self.params, self.offsets, self.sizes):
                 # the gradient becomes a view of the buffer: no copy back (clip scales it in place)
                 p.grad = Tensor._wrap(flat[off:off + size].reshape(p.shape))
-            tail = backend.to_numpy(flat[n:n + 2])  # the one read back: the logged loss and the stop flag
+            tail = backend.to_numpy(flat[n:])  # the one read back: the logged loss and the stop flags
         self.allreduce_s = time.perf_counter() - t0
-        self.stop = bool(tail[1] > 0)
+        seen = [name for i, name in enumerate(STOP_SIGNALS) if tail[1 + i] > 0]
+        self.stop = seen[-1] if seen else None
         return float(tail[0])
 
 
@@ -532,10 +549,13 @@ def find_mpiexec(required: bool = True) -> str | None:
     return found
 
 
-def check_nproc(nproc: int, batch_size: int, grad_accum_steps: int) -> None:
-    if nproc < 1:
-        raise ValueError(f"--nproc must be >= 1, got {nproc}")
-    check_batch(batch_size, nproc, grad_accum_steps)
+def check_nproc(nproc: int, batch_size: int | None, grad_accum_steps: int) -> None:
+    """--nproc in its range, and the global batch split over it (batch_size None: not known
+    yet, as for a --resume, whose batch is the checkpoint's: the ranks check it)."""
+    from .ranges import FLAG_RANGES
+    FLAG_RANGES["train"]["nproc"].check("--nproc", nproc)
+    if batch_size is not None:
+        check_batch(batch_size, nproc, grad_accum_steps)
 
 
 def strip_nproc(argv: list[str]) -> list[str]:

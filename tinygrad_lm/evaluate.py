@@ -17,7 +17,13 @@ import math
 import numpy as np
 
 from .data import get_batch, iter_eval_batches
-from .tensor import Tensor, no_grad
+from .engine import no_grad
+from .tensor import Tensor
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), inf where that overflows a float (a loss above ~709 nats: a broken model)."""
+    return math.exp(loss) if loss < 709 else math.inf
 
 
 @no_grad()
@@ -53,4 +59,4 @@ def evaluate_split(model, data: np.ndarray, batch_size: int, device: str, max_ba
         count += y.size
     model.train(was)
     nll = total / max(count, 1)
-    return {"loss": nll, "perplexity": math.exp(nll), "tokens": count}
+    return {"loss": nll, "perplexity": perplexity(nll), "tokens": count}

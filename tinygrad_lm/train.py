@@ -7,51 +7,74 @@ AdamW step with a warmup + cosine learning rate.
 
 `train(cfg)` runs a whole configured run (TrainConfig and the preset table: train_config.py)
 and writes into cfg.out_dir: the checkpoint (checkpoint.py; at every evaluation, at the end
-and on Ctrl-C), loss.csv (a row per step and per evaluation) and, with matplotlib, loss.png.
-`train_step` and `fit` are the loop's body for scripts, examples and benchmarks.
+and on Ctrl-C or SIGTERM), loss.csv (a row per step and per evaluation) and, with
+matplotlib, loss.png. `train_step` and `fit` are the loop's body for scripts, examples and
+benchmarks.
 
-Launched as several MPI ranks (`mpiexec -n N`, `--nproc N`), or with --grad-accum-steps > 1,
-a step is distributed.DataParallel.step instead: each rank its rows of the same global batch,
-one all-reduce of the gradients; rank 0 alone logs and writes (docs/distributed.md).
+What a run guarantees (docs/reliability.md has every case, tried):
+* everything that can be checked is checked before anything is written: the flags' ranges,
+  the data file, the memory the configuration needs, an existing checkpoint;
+* one writer per folder: the run holds an exclusive lock on <out_dir>/train.lock throughout,
+  and a second run into the same folder fails at once naming the holder's pid;
+* --resume is the same run: the checkpoint's whole configuration (train_config.resume_config)
+  and the same text (checked by SHA-256);
+* a non-finite loss or gradient norm stops the run before the optimizer uses it
+  (TrainingDiverged): the last good checkpoint stays, and the message names the step, what
+  went non-finite and the flags that plausibly caused it;
+* Ctrl-C and SIGTERM (what batch schedulers send before they kill) both save a checkpoint of
+  the last finished step.
+
+Data parallel (docs/distributed.md): launched as several MPI ranks (`mpiexec -n N`, `--nproc
+N`), or with --grad-accum-steps > 1, a step is distributed.DataParallel.step instead of
+train_step: each rank its rows of the same global batch, one all-reduce of the gradients (and
+of the loss and the signal flags) before the clip and the divergence check, so every rank
+checks the same numbers and stops at the same step. Rank 0 alone locks the folder, logs and
+writes; every rank reads the data and the checkpoint. The hooks are marked "# data parallel".
 """
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import signal
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 
 import numpy as np
 
 from . import backend, distributed
-from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, checkpoint_dir, load_training_checkpoint,
-                         model_dtype, save_training_checkpoint)
-from .data import build_tokenizer, encode_splits, get_batch, load_corpus
-from .evaluate import estimate_loss
-from .fileio import atomic_write
-from .tensor import Tensor, get_rng_state, manual_seed, set_rng_state
-from .train_config import PRESETS, TrainConfig, config_from_args
+from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, checkpoint_dir, data_record,
+                         load_training_checkpoint, model_config, model_dtype, read_meta, run_text,
+                         save_training_checkpoint)
+from .data import build_tokenizer, encode_splits, get_batch, load_corpus, text_sha256
+from .engine import get_rng_state, manual_seed, set_rng_state
+from .evaluate import estimate_loss, perplexity
+from .fileio import FolderLock, FolderLockedError, atomic_write, remove_stale_temporaries
+from .resources import check_training_fits
+from .tensor import Tensor
+from .train_config import PRESETS, TrainConfig, config_from_args, resume_config
 
 # TrainConfig, PRESETS and config_from_args live in train_config.py (no engine imports, so the
 # CLI's parser can read them without importing this module) and are part of this one's API.
-__all__ = ["PRESETS", "TrainConfig", "config_from_args", "fit", "lr_at", "prepare_out_dir", "train", "train_step"]
+__all__ = ["PRESETS", "TrainConfig", "TrainingDiverged", "config_from_args", "fit", "lr_at", "prepare_out_dir",
+           "train", "train_step"]
 
 
 # ---------------------------------------------------------------- one step
-def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0) -> Tensor:
+def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0, check=None) -> Tensor:
     """One optimisation step: loss = cross-entropy(model(x), y); backward; clip the global
-    gradient norm to `grad_clip` (0 = off); AdamW step; clear the gradients. Returns the loss."""
+    gradient norm to `grad_clip` (0 = off); AdamW step; clear the gradients. Returns the loss.
+    `check(loss, grad_norm)` (grad_norm None when not clipping), when given, runs before the
+    optimizer step and may raise to keep the weights as they were (see TrainingDiverged)."""
     from .optim import clip_grad_norm_
     _, loss = model(x, y)
     loss.backward()
-    if grad_clip > 0:
-        clip_grad_norm_(model.parameters(), grad_clip)
+    grad_norm = clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
+    if check is not None:
+        check(loss, grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
@@ -86,28 +109,67 @@ def lr_at(it: int, cfg: TrainConfig) -> float:
 
 
 class _Interrupt:
-    """Turns the first Ctrl-C into a flag the loop checks between steps, so the checkpoint
-    saved on exit is of a finished step; a second Ctrl-C interrupts at once."""
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a flag the loop checks between steps,
+    so the checkpoint saved on exit is of a finished step; a second one interrupts at once.
+    `hit` is the signal's name ("SIGINT", "SIGTERM") once one arrived."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.hit = False
+        self.hit = None
+        self.prev = {}
 
     def __enter__(self):
-        self.prev = signal.getsignal(signal.SIGINT)
-        try:
-            signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread
-            self.prev = None
+        for sig in self.SIGNALS:
+            try:
+                self.prev[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
         return self
 
-    def _handler(self, *_):
+    def _handler(self, signum, _frame):
         if self.hit:
             raise KeyboardInterrupt
-        self.hit = True
+        self.hit = signal.Signals(signum).name
 
     def __exit__(self, *exc):
-        if self.prev is not None:
-            signal.signal(signal.SIGINT, self.prev)
+        for sig, prev in self.prev.items():
+            signal.signal(sig, prev)
+
+
+# ---------------------------------------------------------------- divergence
+class TrainingDiverged(FloatingPointError):
+    """The loss or the gradient norm went non-finite: the run stops before the optimizer uses
+    it, nothing more is saved, and the message names the step, what went non-finite and the
+    flags that plausibly caused it."""
+
+
+def plausible_causes(cfg: TrainConfig, step: int, lr_now: float) -> list[str]:
+    """The flags that plausibly made a run diverge, most certain first. Decoupled weight decay
+    multiplies every decayed weight by 1 - lr * weight_decay each step: with lr * weight_decay
+    above 2 that factor is below -1 and grows the weights without bound whatever the
+    gradients, so it is named alone (as --weight-decay when that is above 1, else --lr); otherwise
+    the learning rate is the usual cause, helped by no clipping or no warmup."""
+    peak = max(cfg.lr, cfg.min_lr)
+    factor = 1 - peak * cfg.weight_decay
+    if factor < -1:
+        why = f"each step multiplies the weights by 1 - lr x weight_decay = {factor:.3g}, so they grow without bound"
+        if cfg.weight_decay > 1:  # AdamW's decay is a fraction, 0.1 in GPT-2: the decay is out of line
+            return [f"--weight-decay {cfg.weight_decay:g} with --lr {peak:g} ({why})"]
+        return [f"--lr {peak:g} with --weight-decay {cfg.weight_decay:g} ({why})"]
+    causes = [f"--lr {cfg.lr:g} (the rate at step {step} was {lr_now:.3g})"]
+    if cfg.grad_clip == 0:
+        causes.append("--grad-clip 0 (no clipping)")
+    if cfg.warmup_iters == 0:
+        causes.append("--warmup-iters 0 (no warmup)")
+    if factor < 0:
+        causes.append(f"--weight-decay {cfg.weight_decay:g} (1 - lr x weight_decay = {factor:.3g} flips the weights' "
+                      f"signs every step)")
+    return causes
+
+
+def _all_finite(model) -> bool:
+    return all(bool(backend.array_module(p.data).isfinite(p.data).all()) for p in model.parameters())
 
 
 def prepare_out_dir(cfg: TrainConfig) -> None:
@@ -119,10 +181,9 @@ def prepare_out_dir(cfg: TrainConfig) -> None:
         raise CheckpointError(f"--resume: no checkpoint in {cfg.out_dir}")
     if existing and not cfg.resume and not cfg.force:
         try:
-            with open(os.path.join(existing, "meta.json"), encoding="utf-8") as f:
-                old = json.load(f)
+            old = read_meta(cfg.out_dir)[1]
             desc = f" (step {old.get('step')}, config {old.get('config')})"
-        except (OSError, ValueError):
+        except CheckpointError:
             desc = ""
         raise ValueError(f"--out-dir {cfg.out_dir} already holds a checkpoint{desc}; pass --resume to continue it "
                          f"or --force to overwrite it")
@@ -130,40 +191,127 @@ def prepare_out_dir(cfg: TrainConfig) -> None:
 
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train a GPT as configured; returns a summary dict. Saves checkpoints to cfg.out_dir at
-    every evaluation, at the end, and on Ctrl-C."""
+    every evaluation, at the end, and on Ctrl-C or SIGTERM. Everything that can be refused is
+    refused before anything is written; the run then holds out_dir's lock throughout."""
+    cfg = replace(cfg)  # resolved below (absolute data path, the schedule): the caller's stays as given
     cfg.validate()
-    # data parallel (distributed.py): None = one process, today's loop exactly
-    dist = distributed.init()
+    dist = distributed.init()  # data parallel: None = one process, the loop below exactly
     if dist is not None:
-        distributed.check_batch(cfg.batch_size, dist.world_size, cfg.grad_accum_steps)
-        if not dist.is_main:  # rank 0 alone logs and writes
+        if not cfg.resume:  # a resumed run's batch is the checkpoint's: checked in _train_locked
+            distributed.check_batch(cfg.batch_size, dist.world_size, cfg.grad_accum_steps)
+        dist.device_for(cfg.device)
+        if not dist.is_main:  # rank 0 alone logs, writes and holds the lock
             log, cfg.progress = (lambda *a, **k: None), False
-    main = dist is None or dist.is_main
-    device = backend.canonical_device(cfg.device if dist is None else dist.device_for(cfg.device))
+    backend.canonical_device(cfg.device)
+    if dist is None or dist.is_main:
+        _refuse_if_in_use(cfg.out_dir)  # first: a folder in use is the one thing to say (and nothing is created)
     prepare_out_dir(cfg)
-    text, corpus_name = load_corpus(cfg.data)
+    fresh = None
+    if not cfg.resume:  # read and size everything before the folder is touched
+        text, corpus_name = load_corpus(cfg.data)
+        vocab = cfg.vocab_size if cfg.tokenizer == "bpe" else len(set(text))
+        _check_memory(cfg, vocab, "--vocab-size" if cfg.tokenizer == "bpe" else "the text's vocabulary")
+        tok = build_tokenizer(cfg.tokenizer, text, cfg.vocab_size)
+        fresh = (text, corpus_name, tok, *encode_splits(text, tok, cfg.block_size))
+    if dist is not None and not dist.is_main:  # data parallel: ranks > 0 create and lock nothing; a
+        return _train_locked(cfg, fresh, log)  # failure of rank 0's (in use) is agreed in setup_done
+    created = not os.path.isdir(cfg.out_dir)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    try:
+        lock = FolderLock(cfg.out_dir).acquire()
+    except FolderLockedError as e:
+        raise _in_use(cfg.out_dir, e.pid) from None
+    try:
+        remove_stale_temporaries(cfg.out_dir)  # left by a run killed mid-write; ours now
+        prepare_out_dir(cfg)  # again: another run may have finished in the folder since
+        return _train_locked(cfg, fresh, log)
+    finally:
+        lock.release()
+        if created and not os.listdir(cfg.out_dir):  # failed before writing anything: leave no trace
+            os.rmdir(cfg.out_dir)
 
+
+def _in_use(out_dir, pid) -> ValueError:
+    return ValueError(f"--out-dir {out_dir} is in use by another tinygrad-lm run "
+                      f"({'pid ' + str(pid) if pid else 'pid not yet written'}): wait for it to end or choose "
+                      f"another --out-dir")
+
+
+def _refuse_if_in_use(out_dir) -> None:
+    held, pid = FolderLock.probe(out_dir)
+    if held:
+        raise _in_use(out_dir, pid)
+
+
+def _check_memory(cfg: TrainConfig, vocab_size: int, vocab_label: str, labels: dict | None = None) -> None:
+    config = dict(vocab_size=vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
+    check_training_fits(config, cfg.batch_size, cfg.dtype, backend.canonical_device(cfg.device),
+                        labels={**(labels or {}), "vocab_size": vocab_label})
+
+
+def _resume(cfg: TrainConfig, log):
+    """-> (cfg of the run to continue, its text, its name) for --resume, every check made and
+    the allowed changes printed, before any tensor is read."""
+    d, meta = read_meta(cfg.out_dir)
+    where = os.path.join(d, "meta.json")
+    for k in ("step", "optimizer", "batch_rng", "model_rng"):
+        if k not in meta:
+            raise CheckpointError(f"checkpoint file {where} has no {k!r}: it is not a training checkpoint, "
+                                  f"so it cannot be resumed")
+    saved = meta.get("train_config")
+    if saved is not None and not isinstance(saved, dict):
+        raise CheckpointError(f"checkpoint file {where}: 'train_config' is not a JSON object")
+    model = model_config(meta, where)
+    run, notes = resume_config(cfg, saved, model, model_dtype(meta, where))
+    if "data" in cfg.explicit:  # the text given must be the run's text, wherever it now lies
+        text, corpus_name = load_corpus(cfg.data)
+        rec = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+        sha = rec.get("sha256")
+        if isinstance(sha, str):
+            if text_sha256(text) != sha:
+                raise ValueError(f"--resume: --data {cfg.data} is not the text this run trained on "
+                                 f"({rec.get('path') or rec.get('name')}; the SHA-256 differs)")
+        elif (saved or {}).get("data") is None or os.path.abspath(saved["data"]) != os.path.abspath(cfg.data):
+            raise ValueError(f"--resume: --data {cfg.data} differs from the checkpoint's "
+                             f"{(saved or {}).get('data') or 'built-in corpus'}")
+        if rec.get("path") and os.path.abspath(cfg.data) != rec["path"]:
+            notes.append(f"--resume: --data {cfg.data} holds the same text as the run's {rec['path']}")
+        run.data = os.path.abspath(cfg.data)
+    else:  # the run's own text: never the built-in corpus in place of a file
+        text, corpus_name, path = run_text(meta, cfg.out_dir, hint="; pass --data with the text the run trained on")
+        run.data = path
+    for line in notes:
+        log(line)
+    _check_memory(run, model["vocab_size"], "the checkpoint's vocab_size",
+                  {k: f"the checkpoint's {k}" for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size")})
+    return run, text, corpus_name
+
+
+def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
+    dist = distributed.init()  # data parallel: this rank (None: one process)
+    main = dist is None or dist.is_main
     start_iter, best_val, history = 0, math.inf, []
     if cfg.resume:
+        cfg, text, corpus_name = _resume(cfg, log)
+        # the run's global batch over this job's ranks and --grad-accum-steps (both may differ from the run's)
+        distributed.check_batch(cfg.batch_size, 1 if dist is None else dist.world_size, cfg.grad_accum_steps)
         model, tok, meta, optim_state = load_training_checkpoint(cfg.out_dir)
-        # the architecture and dtype come from the checkpoint; a flag that contradicts them is refused
-        saved = {**{k: getattr(model.config, k) for k in MODEL_KEYS}, "dtype": model_dtype(meta)}
-        for k, v in saved.items():
-            if k in cfg.explicit and getattr(cfg, k) != v:
-                raise ValueError(f"--resume: --{k.replace('_', '-')} {getattr(cfg, k)} differs from the checkpoint's "
-                                 f"{v} (a resumed run keeps its checkpoint's architecture and dtype)")
-            setattr(cfg, k, v)
         train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
         start_iter, best_val = meta["step"], meta.get("best_val_loss", math.inf)
         history = [h for h in meta.get("history", []) if h["step"] < start_iter]
     else:
-        tok = build_tokenizer(cfg.tokenizer, text, cfg.vocab_size)
-        train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
+        text, corpus_name, tok, train_ids, val_ids = fresh
+        if cfg.data is not None:
+            cfg.data = os.path.abspath(cfg.data)  # a checkpoint names its data file from any folder
+        if cfg.lr_decay_iters is None:  # "decay over max_iters", fixed now: --resume may change max_iters
+            cfg.lr_decay_iters = cfg.max_iters
         manual_seed(cfg.seed)
         config = dict(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
         model = build_model(config, "cpu", cfg.dtype)
+    device = backend.canonical_device(cfg.device if dist is None else dist.device_for(cfg.device))
     if device != "cpu":
         model.to(device)
+    data = data_record(cfg.data, corpus_name, text)
     config = dict(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
     rng = np.random.default_rng(cfg.seed)
@@ -172,7 +320,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
     n_params = sum(p.numel() for p in model.parameters())
-    # the step: train_step in one process without accumulation, else DataParallel's
+    # data parallel: the step is train_step in one process without accumulation, else DataParallel's
     dp = None if dist is None and cfg.grad_accum_steps == 1 else \
         distributed.DataParallel(model, optimizer, dist, cfg.grad_accum_steps, cfg.grad_clip)
     evaluate = estimate_loss if dist is None else partial(distributed.estimate_loss, dist)
@@ -180,7 +328,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         f"({cfg.tokenizer} tokenizer, vocab {tok.vocab_size})")
     log(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, block {cfg.block_size}, "
         f"{n_params:,} parameters, {device}, {cfg.dtype}" + (f"; resuming at step {start_iter}" if cfg.resume else ""))
-    if dist is not None:
+    if dist is not None:  # data parallel
         log(f"data parallel: {dist.world_size} ranks x {cfg.batch_size // dist.world_size} rows of the global batch "
             f"{cfg.batch_size}" + (f", {cfg.grad_accum_steps} micro-batches each" if cfg.grad_accum_steps > 1 else "")
             + (f"; BLAS threads per rank: {dist.blas_threads}" if dist.blas_threads else
@@ -188,18 +336,41 @@ def train(cfg: TrainConfig, log=print) -> dict:
                else ""))
         dist.setup_done(dp.params, cfg.seed, start_iter)  # every rank set up alike, or all stop here
 
-    if main:
-        os.makedirs(cfg.out_dir, exist_ok=True)
     csv_path = os.path.join(cfg.out_dir, "loss.csv")
     rows = [r for r in _read_loss_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
+    last_saved = start_iter if cfg.resume else None
 
     def save(step):
+        nonlocal last_saved
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
-                "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name}
-        if main:
+                "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name, "data": data}
+        if main:  # data parallel: rank 0 alone writes
             save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
-            _write_loss_csv(csv_path, rows)
+            try:
+                _write_loss_csv(csv_path, rows)
+            except OSError as e:
+                raise OSError(f"cannot write {csv_path}: {e.strerror or e} (the checkpoint of step {step} is saved)") from None
+        last_saved = step
+
+    def diverged(step, what, lr_now):
+        kept = (f"nothing after step {last_saved} was saved (the checkpoint in {cfg.out_dir} is still step "
+                f"{last_saved}'s)" if last_saved is not None else "no checkpoint was written")
+        weights = "" if _all_finite(model) else " (the weights were already non-finite: the previous update made them so)"
+        raise TrainingDiverged(f"training diverged at step {step}: {what}{weights}; {kept}. Plausible causes: "
+                               + "; ".join(plausible_causes(cfg, step, lr_now)))
+
+    step_loss = [math.nan]
+
+    def check(loss, grad_norm):  # before the optimizer step: a non-finite update is never applied
+        # the step's one host sync (clip_grad_norm_ already brought the norm); DataParallel passes
+        # the all-reduced loss as a float, the same on every rank
+        lossf = float(loss.data) if isinstance(loss, Tensor) else float(loss)
+        step_loss[0] = lossf
+        if not math.isfinite(lossf):
+            diverged(it, f"the loss is {lossf}", lr)
+        if grad_norm is not None and not math.isfinite(grad_norm):
+            diverged(it, f"the gradient norm is {grad_norm} (the loss was {lossf:.4g})", lr)
 
     tokens_per_step = cfg.batch_size * cfg.block_size
     t0 = time.perf_counter()
@@ -207,23 +378,27 @@ def train(cfg: TrainConfig, log=print) -> dict:
     model.train()
     it = start_iter
     bar = _progress(cfg, start_iter)
-    interrupted = False
-    with _Interrupt() as stop:
+    interrupted = None
+    # a diverging step overflows: the check below names it, numpy's warnings would only add noise
+    with _Interrupt() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while True:
             if it % cfg.eval_interval == 0 or it == cfg.max_iters:
                 tl = evaluate(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
                 vl = evaluate(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
+                if not (math.isfinite(tl) and math.isfinite(vl)):
+                    diverged(it, f"the evaluation loss is {tl if not math.isfinite(tl) else vl}", lr_at(max(it - 1, 0), cfg))
                 best_val = min(best_val, vl)
                 history.append({"step": it, "train_loss": tl, "val_loss": vl})
                 rows.append({"step": it, "lr": "", "loss": "", "eval_train_loss": f"{tl:.6f}",
-                             "eval_val_loss": f"{vl:.6f}", "val_perplexity": f"{math.exp(vl):.4f}"})
-                _say(bar, log, f"step {it}: train loss {tl:.4f}, val loss {vl:.4f}, val perplexity {math.exp(vl):.2f}")
+                             "eval_val_loss": f"{vl:.6f}", "val_perplexity": f"{perplexity(vl):.4f}"})
+                _say(bar, log, f"step {it}: train loss {tl:.4f}, val loss {vl:.4f}, val perplexity {perplexity(vl):.2f}")
                 if it > start_iter or it == cfg.max_iters:
                     save(it)
             if it >= cfg.max_iters:
                 break
-            if stop.hit if dist is None else dp.stop:  # ranks: agreed in the last step's all-reduce
-                interrupted = True
+            hit = stop.hit if dist is None else dp.stop  # data parallel: agreed in the last step's all-reduce
+            if hit:
+                interrupted = hit
                 break
             ts = time.perf_counter()
             lr = lr_at(it, cfg)
@@ -231,12 +406,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 g["lr"] = lr
             x, y = get_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
             if dp is None:
-                loss = train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip)
-                lossf = float(loss.data)
-            else:  # the global batch: each rank keeps its rows; the loss is the whole batch's
-                lossf = dp.step(x, y, stop.hit)
-            if not math.isfinite(lossf):
-                raise FloatingPointError(f"training diverged at step {it}: loss is {lossf} (try a lower --lr)")
+                train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip, check)
+            else:  # data parallel: the global batch; each rank keeps its rows; the loss is the whole batch's
+                dp.step(x, y, stop.hit, check)
+            lossf = step_loss[0]
             train_time += time.perf_counter() - ts
             steps_done += 1
             rows.append({"step": it, "lr": f"{lr:.6g}", "loss": f"{lossf:.6f}", "eval_train_loss": "",
@@ -249,13 +422,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
         bar.close()
     if interrupted:
         save(it)
-        log(f"interrupted: saved a checkpoint at step {it} in {cfg.out_dir} (continue with --resume)")
+        log(f"interrupted: saved a checkpoint at step {it} in {cfg.out_dir} (continue with --resume)"
+            + ("" if interrupted == "SIGINT" else f" [{interrupted}]"))
     elapsed = time.perf_counter() - t0
-    if main:
+    if main:  # data parallel: rank 0 alone writes
         _plot_losses(cfg.out_dir, rows, log)
-    summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": math.exp(best_val) if best_val < math.inf else math.inf,
+    summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": perplexity(best_val),
                "seconds": elapsed, "tokens_per_second": steps_done * tokens_per_step / max(train_time, 1e-9),
-               "interrupted": interrupted, "out_dir": cfg.out_dir}
+               "interrupted": bool(interrupted), "signal": interrupted, "out_dir": cfg.out_dir}
     log(f"done: {it} steps in {elapsed:.1f}s, {summary['tokens_per_second']:,.0f} tokens/s (training steps only); "
         f"best val loss {best_val:.4f}, perplexity {summary['best_val_perplexity']:.2f}; checkpoint in {cfg.out_dir}")
     if cfg.sample_tokens > 0 and not interrupted and main:

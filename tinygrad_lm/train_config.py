@@ -5,10 +5,16 @@ training recipes, `PRESETS`.
 flags runs exactly it. The CLI's `--preset` (choices and help), the benchmarks, the docs and
 the tests read PRESETS. This module imports nothing from the engine, so the CLI can build its
 parser (and `sample` or `eval` run) without importing the training loop.
+
+`resume_config` decides what a `--resume` runs: the saved run's whole configuration, with
+only the few options in RESUME_MAY_CHANGE open to change (each change printed), and every
+other option that differs refused.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+
+from .ranges import FLAG_RANGES, flag_name
 
 
 @dataclass
@@ -51,28 +57,28 @@ class TrainConfig:
     force: bool = False
     progress: bool = True
     explicit: tuple = ()             # names of the options given on the command line (checked on --resume)
+    preset: str | None = field(default=None, compare=False)  # the --preset given, if any (checked on --resume)
 
     def validate(self) -> None:
+        """Every numeric option in its range (ranges.FLAG_RANGES["train"]: the CLI's table), then
+        the checks that tie options together. Raises ValueError naming the flag."""
         def need(cond, msg):
             if not cond:
                 raise ValueError(msg)
-        need(self.n_layer >= 1, f"--n-layer must be >= 1, got {self.n_layer}")
-        need(self.n_head >= 1 and self.n_embd >= 1, f"--n-head and --n-embd must be >= 1, got {self.n_head} and {self.n_embd}")
+        for name, allowed in FLAG_RANGES["train"].items():
+            value = getattr(self, name, None)
+            if value is not None:  # None: an optional option left out (vocab_size, lr_decay_iters)
+                allowed.check(flag_name(name), value)
         need(self.n_embd % self.n_head == 0, f"--n-embd {self.n_embd} is not divisible by --n-head {self.n_head}")
-        need(self.block_size >= 1, f"--block-size must be >= 1, got {self.block_size}")
-        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        need(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
-        need(self.lr > 0 and self.min_lr >= 0, f"--lr must be > 0 and --min-lr >= 0, got {self.lr} and {self.min_lr}")
-        need(self.max_iters >= 0 and self.warmup_iters >= 0, "--max-iters and --warmup-iters must be >= 0")
-        need(self.eval_interval >= 1 and self.eval_iters >= 1, "--eval-interval and --eval-iters must be >= 1")
-        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"--beta1/--beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
-        need(self.grad_accum_steps >= 1, f"--grad-accum-steps must be >= 1, got {self.grad_accum_steps}")
-        need(self.batch_size % self.grad_accum_steps == 0 or self.batch_size < 1,
+        # the global batch splits into grad_accum_steps micro-batches (and over the ranks:
+        # distributed.check_batch, once their number is known)
+        need(self.batch_size % self.grad_accum_steps == 0,
              f"--batch-size {self.batch_size} is not divisible by --grad-accum-steps {self.grad_accum_steps}")
-        need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 disables), got {self.grad_clip}")
         need(self.gelu_approximate in ("tanh", "none"), f"--gelu-approximate must be tanh or none, got {self.gelu_approximate!r}")
         need(self.tokenizer in ("char", "bpe"), f"--tokenizer must be char or bpe, got {self.tokenizer!r}")
         need(self.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {self.dtype!r}")
+        need(not (self.resume and self.force), "--resume and --force contradict each other: --resume continues the "
+                                               "checkpoint, --force replaces it")
         if self.tokenizer == "bpe":
             need(self.vocab_size is not None and self.vocab_size >= 256, f"--tokenizer bpe needs --vocab-size >= 256, got {self.vocab_size}")
 
@@ -114,10 +120,12 @@ def describe_preset(name: str) -> str:
 
 def config_from_args(args: dict, preset: str | None) -> TrainConfig:
     """TrainConfig from a preset (None: "default") overridden by the values given explicitly (None = not given)."""
+    given_preset = preset
     preset = "default" if preset is None else preset
     if preset not in PRESETS:
         raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     cfg = TrainConfig(**PRESETS[preset])
+    cfg.preset = given_preset
     names = {f.name for f in fields(TrainConfig)}
     given = []
     for k, v in args.items():
@@ -126,3 +134,72 @@ def config_from_args(args: dict, preset: str | None) -> TrainConfig:
             given.append(k)
     cfg.explicit = tuple(given)
     return cfg
+
+
+# ---------------------------------------------------------------- --resume
+# What --resume may change, and what the change means; every other option is the run's.
+RESUME_MAY_CHANGE = {
+    "max_iters": "where the run stops (the learning-rate schedule stays the run's)",
+    "eval_interval": "how often it evaluates and saves (training steps are unchanged)",
+    "eval_iters": "how many batches an evaluation averages (training steps are unchanged)",
+    "sample_tokens": "the sample printed at the end",
+    "device": "where it runs (the run continues the same numbers on any device)",
+}
+# TrainConfig fields that describe one invocation, not the run: never compared.
+INVOCATION_KEYS = ("out_dir", "resume", "force", "progress", "explicit", "preset")
+
+
+def resume_config(cfg: TrainConfig, saved: dict | None, model: dict, dtype: str) -> tuple[TrainConfig, list[str]]:
+    """The configuration a --resume runs, and the lines to print about it.
+
+    The base is the checkpoint's saved run (`saved`, meta.json's "train_config"), with the
+    architecture (`model`, meta.json's checked "config") and `dtype` of the weights themselves.
+    Each option given now (cfg.explicit, and every key of a --preset given) must equal the
+    run's, except those in RESUME_MAY_CHANGE, which are taken and named on a line each. A
+    differing --data is left to the caller (it compares the text itself, not the path).
+    An option the checkpoint does not record (written by an older version) takes the value
+    given now, on a printed line. Raises ValueError naming the flag."""
+    names = [f.name for f in fields(TrainConfig)]
+    saved = dict(saved or {})
+    unknown = sorted(set(saved) - set(names))
+    if unknown:
+        raise ValueError(f"--resume: the checkpoint's run has option {unknown[0]!r}, which this version of "
+                         f"tinygrad_lm does not know, so it cannot continue that run")
+    notes = []
+    run = TrainConfig(**{k: saved[k] for k in names if k in saved and k not in INVOCATION_KEYS})
+    if run.data is not None and not isinstance(run.data, str):
+        raise ValueError(f"--resume: the checkpoint's run configuration is invalid: its data must be a path or "
+                         f"null, got {run.data!r}")
+    arch = {k: v for k, v in model.items() if k != "vocab_size"}  # vocab_size here is the BPE option, not the model's
+    for k in names:
+        if k not in saved and k not in INVOCATION_KEYS and k not in arch and k != "dtype":
+            setattr(run, k, getattr(cfg, k))
+            notes.append(f"--resume: the checkpoint does not record {flag_name(k)}; using {getattr(cfg, k)!r}")
+    for k, v in {**arch, "dtype": dtype}.items():  # the weights' own architecture and dtype
+        setattr(run, k, v)
+    if run.lr_decay_iters is None:  # "decay over max_iters": the run's, fixed before --max-iters may change
+        run.lr_decay_iters = run.max_iters
+    given = {k: (getattr(cfg, k), f"{flag_name(k)} {getattr(cfg, k)}") for k in cfg.explicit}
+    if cfg.preset is not None:
+        for k, v in PRESETS[cfg.preset].items():
+            given.setdefault(k, (v, f"--preset {cfg.preset} sets {flag_name(k)} {v}, which"))
+    for k, (value, label) in given.items():
+        if k in INVOCATION_KEYS or k == "data":
+            continue
+        old = getattr(run, k)
+        if value == old:
+            continue
+        if k in RESUME_MAY_CHANGE:
+            setattr(run, k, value)
+            notes.append(f"--resume: {flag_name(k)} {value} (the run had {old}): {RESUME_MAY_CHANGE[k]}")
+            continue
+        allowed = ", ".join(flag_name(n) for n in RESUME_MAY_CHANGE)
+        raise ValueError(f"--resume: {label} differs from the checkpoint's {old} (a resumed run is the "
+                         f"same run: only {allowed} may change; start a new run with --force or another --out-dir)")
+    for k in INVOCATION_KEYS:
+        setattr(run, k, getattr(cfg, k))
+    try:
+        run.validate()  # meta.json is input too: its values get the flags' checks
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--resume: the checkpoint's run configuration is invalid: {e}") from None
+    return run, notes

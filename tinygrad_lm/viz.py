@@ -324,7 +324,7 @@ def graph_command(args) -> int:
     """`tinygrad-lm graph --output F [--collapse] [--n-layer N] [--no-backward]`: draw the
     graph of a tiny GPT's loss (vocab 11, block 8, 2 heads, 16 dims) on a random batch."""
     from .models.gpt import GPT, GPTConfig
-    from .tensor import manual_seed
+    from .engine import manual_seed
 
     output = getattr(args, "output", "gpt_graph.dot")
     ext = os.path.splitext(output)[1].lower()

@@ -10,9 +10,11 @@ Typical use::
 """
 
 from .batches import get_batch, iter_eval_batches, num_eval_tokens
-from .corpus import CORPUS_NAME, DataError, builtin_corpus, encode_splits, load_corpus, load_text, train_val_split
+from .corpus import (CORPUS_NAME, DataError, builtin_corpus, encode_splits, load_corpus, load_text, text_sha256,
+                     train_val_split)
 from .tokenizer import (
     SPLIT_PATTERN,
+    SPLIT_PATTERNS,
     BPETokenizer,
     CharTokenizer,
     Tokenizer,
@@ -28,6 +30,7 @@ __all__ = [
     "CharTokenizer",
     "DataError",
     "SPLIT_PATTERN",
+    "SPLIT_PATTERNS",
     "Tokenizer",
     "TokenizerError",
     "build_tokenizer",
@@ -38,6 +41,7 @@ __all__ = [
     "load_corpus",
     "load_text",
     "load_tokenizer",
+    "text_sha256",
     "num_eval_tokens",
     "tokenizer_from_dict",
     "train_val_split",

@@ -23,8 +23,9 @@ import math
 import numpy as np
 
 from .. import backend
-from ..ops import fused as _fused
-from ..tensor import Tensor, where, broadcast_shapes, get_rng
+from ..ops import fused
+from ..engine import broadcast_shapes, get_rng
+from ..tensor import Tensor, where
 from ..tensor import embedding as _embedding
 
 # ================================================================ fused / composed switch
@@ -97,12 +98,12 @@ def relu(input: Tensor) -> Tensor:
 def gelu(input: Tensor, approximate: str = "none", impl: str | None = None) -> Tensor:
     """x * Phi(x); approximate='tanh' is GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 
-    Both implementations are single ops: fused tanh-GELU is `GeluTanh` (in-place passes),
+    Both implementations are single ops: fused tanh-GELU is `FusedGeluTanh` (in-place passes),
     otherwise the elementwise `Gelu` op."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     if approximate == "tanh" and _fused_for(impl, "gelu"):
-        return _fused.GeluTanh.apply(input)
+        return fused.FusedGeluTanh.apply(input)
     return input.gelu(approximate)
 
 
@@ -112,7 +113,7 @@ def softmax(input: Tensor, dim: int = -1, impl: str | None = None) -> Tensor:
     Deviation: a row of all -inf gives zeros (PyTorch: NaN)."""
     d = _dim(dim, input.ndim, "softmax")
     if _fused_for(impl, "softmax"):
-        return _fused.Softmax.apply(input, dim=d)
+        return fused.FusedSoftmax.apply(input, dim=d)
     e = (input - _shift(input, d)).exp()
     s = e.sum(d, keepdim=True)
     return e / where(s == 0, 1.0, s)
@@ -122,7 +123,7 @@ def log_softmax(input: Tensor, dim: int = -1, impl: str | None = None) -> Tensor
     """log p_i = x_i - log sum_j e^(x_j), computed with the max shifted out."""
     d = _dim(dim, input.ndim, "log_softmax")
     if _fused_for(impl, "log_softmax"):
-        return _fused.LogSoftmax.apply(input, dim=d)
+        return fused.FusedLogSoftmax.apply(input, dim=d)
     sh = input - _shift(input, d)
     return sh - sh.exp().sum(d, keepdim=True).log()
 
@@ -158,8 +159,8 @@ def cross_entropy(input: Tensor, target, ignore_index: int = -100, reduction: st
     _check_targets("cross_entropy", target, c, ignore_index, input.shape)
     x2, y = input.reshape(-1, c), target.data.reshape(-1)
     if _fused_for(impl, "cross_entropy"):
-        out = _fused.SoftmaxCrossEntropy.apply(x2, Tensor._wrap(y), ignore_index=ignore_index, reduction=reduction,
-                                               label_smoothing=float(label_smoothing))
+        out = fused.FusedSoftmaxCrossEntropy.apply(x2, Tensor._wrap(y), ignore_index=ignore_index, reduction=reduction,
+                                                   label_smoothing=float(label_smoothing))
     else:
         out = _nll(log_softmax(x2, 1, impl="composed"), y, ignore_index, reduction, float(label_smoothing))
     return out.reshape(target.shape) if reduction == "none" else out
@@ -234,7 +235,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, impl: str 
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}")
     if _fused_for(impl, "linear"):
-        return _fused.Linear.apply(input, weight, *(() if bias is None else (bias,)))
+        return fused.FusedLinear.apply(input, weight, *(() if bias is None else (bias,)))
     out = input @ weight.T
     return out if bias is None else out + bias
 
@@ -256,8 +257,8 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
             raise ValueError(f"layer_norm: {name} has shape {p.shape} but normalized_shape is {ns}")
     if _fused_for(impl, "layer_norm"):
         wb = tuple(p for p in (weight, bias) if p is not None)
-        return _fused.LayerNorm.apply(input, *wb, d=math.prod(ns), eps=eps, has_weight=weight is not None,
-                                      has_bias=bias is not None)
+        return fused.FusedLayerNorm.apply(input, *wb, d=math.prod(ns), eps=eps, has_weight=weight is not None,
+                                          has_bias=bias is not None)
     dims = tuple(range(input.ndim - len(ns), input.ndim))
     xc = input - input.mean(dims, keepdim=True)
     xhat = xc * ((xc * xc).mean(dims, keepdim=True) + eps).rsqrt()
@@ -325,8 +326,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         else:
             add = m.to(q.dtype)
     if _fused_for(impl, op):
-        return _fused.Attention.apply(q, k, v, *(() if add is None else (add,)), drop_mask=drop, scale=scale,
-                                      dropout_p=float(dropout_p))
+        return fused.FusedAttention.apply(q, k, v, *(() if add is None else (add,)), drop_mask=drop, scale=scale,
+                                          dropout_p=float(dropout_p))
     s = (q @ k.transpose(-2, -1)) * scale
     if add is not None:
         s = s + add
@@ -351,8 +352,8 @@ def causal_self_attention(qkv: Tensor, n_head: int, dropout_p: float = 0.0, impl
     b, t, c3 = qkv.shape
     c = c3 // 3
     if _fused_for(impl, "causal_self_attention"):
-        return _fused.PackedCausalAttention.apply(qkv, n_head=n_head, drop_mask=causal_mask(t, t, 0, qkv.device),
-                                                  dropout_p=float(dropout_p))
+        return fused.FusedPackedCausalAttention.apply(qkv, n_head=n_head, drop_mask=causal_mask(t, t, 0, qkv.device),
+                                                      dropout_p=float(dropout_p))
     q, k, v = (z.reshape(b, t, n_head, c // n_head).transpose(1, 2) for z in qkv.split(c, dim=2))  # (B, nh, T, hs)
     y = scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, impl="composed")
     return y.transpose(1, 2).reshape(b, t, c)

@@ -310,6 +310,21 @@ def test_sigint_on_one_rank_is_agreed_at_a_step_boundary(tmp_path, corpus):
 
 
 @needs_mpi
+def test_divergence_is_agreed_by_every_rank_and_printed_once_as_in_one_process(tmp_path, corpus):
+    """The divergence check sees the all-reduced loss and gradient norm, the same bits on every
+    rank: both ranks stop at the step one process stops at, rank 0 prints the one-process
+    message once, all exit 2 (no abort), and no checkpoint is written."""
+    flags = ["--data", corpus, "--max-iters", 20, *TINY, "--lr", "1e30"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    rc1, _, e1, _ = run_proc([sys.executable, "-m", "tinygrad_lm", "train", "--out-dir", one, *flags])
+    rc2, _, e2, _ = mpiexec(2, "-m", "tinygrad_lm", "train", "--out-dir", two, *flags)
+    assert rc1 == rc2 == 2, (e1, e2)
+    assert e1.count("training diverged at step") == 1 and e2.count("error:") == 1, (e1, e2)
+    assert e2.strip().replace(str(two), "<out>") == e1.strip().replace(str(one), "<out>")
+    assert not (two / "ckpt").exists()
+
+
+@needs_mpi
 def test_ctrl_c_to_the_nproc_launcher_stops_all_ranks_with_a_checkpoint(tmp_path, corpus):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "tinygrad_lm", "train", "--data", corpus, "--out-dir", str(out),

@@ -74,7 +74,8 @@ def cmd_train(a):
     dist = distributed.init()
     if dist is None:
         return _train(cfg)
-    return distributed.run_guarded(dist, lambda: _train(cfg), "train", known=_user_errors())
+    from .train import TrainingDiverged  # decided on all-reduced numbers: every rank raises it at the same step
+    return distributed.run_guarded(dist, lambda: _train(cfg), "train", known=_user_errors(), agreed=(TrainingDiverged,))
 
 
 def _train(cfg):

@@ -482,14 +482,16 @@ def _report(command: str, e: BaseException, known: tuple) -> tuple[int, str]:
     return 1, f"tinygrad-lm {command}: error: {type(e).__name__}: {e}"
 
 
-def run_guarded(dist: Distributed, fn, command: str, known: tuple = ()) -> int:
+def run_guarded(dist: Distributed, fn, command: str, known: tuple = (), agreed: tuple = ()) -> int:
     """Run fn() (returns an exit code) on a rank of a multi-rank job so that no failure can
     leave the other ranks waiting, and each error is printed once:
 
     * during setup (before Distributed.setup_done): the failing rank joins the setup
       collective with its error; every rank learns who failed; rank 0 prints the first
       failure; all exit with its code.
-    * an AgreedError (raised alike on every rank): rank 0 prints it; all exit 2.
+    * an AgreedError, or during training an error of a class in `agreed` (errors every rank
+      raises at the same point because it follows from all-reduced numbers, such as
+      train.TrainingDiverged): rank 0 prints it; all exit with its code (2 for a known one).
     * anything else, during training: the rank prints it (a traceback for an unexpected
       exception) and MPI_Abort ends every rank. Ranks > 0 wait a second first: an error that
       every rank hits at once (a second Ctrl-C) is then printed by rank 0 alone, whose abort
@@ -505,7 +507,11 @@ def run_guarded(dist: Distributed, fn, command: str, known: tuple = ()) -> int:
             print(line, file=sys.stderr)
         return code
     except BaseException as e:  # noqa: B902 -- every failure must end the job
-        code, line = _report(command, e, known)
+        code, line = _report(command, e, known + agreed)
+        if agreed and isinstance(e, agreed) and not dist.in_setup:
+            if dist.is_main:
+                print(line, file=sys.stderr)
+            return code
         if dist.in_setup:
             results = dist.allgather(((code, line), None))
             return _agreed_report(dist, [(r, err) for r, (err, _) in enumerate(results) if err is not None])

@@ -66,16 +66,16 @@ def fault_job(kind, argv):
         def bad_corpus(path):
             raise DataError("injected: rank 1 cannot read the corpus")
         train.load_corpus = bad_corpus
-    if kind in ("fail", "sigint") and rank == 1:
+    if kind in ("fail", "sigint", "sigterm") and rank == 1:
         step, calls = distributed.DataParallel.step, [0]
 
         def faulty(self, x, y, stop=None, check=None):
             calls[0] += 1
             if kind == "fail" and calls[0] == 3:
                 raise RuntimeError("injected: rank 1 fails at its third step")
-            if kind == "sigint" and calls[0] == 5:
+            if kind in ("sigint", "sigterm") and calls[0] == 5:
                 # the handler only sets the flag: this step completes, the next carries the flag
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT if kind == "sigint" else signal.SIGTERM)
             return step(self, x, y, stop, check)
         distributed.DataParallel.step = faulty
     sys.exit(cli.main(argv))

@@ -310,6 +310,17 @@ def test_sigint_on_one_rank_is_agreed_at_a_step_boundary(tmp_path, corpus):
 
 
 @needs_mpi
+def test_sigterm_on_one_rank_is_agreed_saved_and_ends_all_with_143(tmp_path, corpus):
+    """As Ctrl-C, with SIGTERM (what a batch scheduler sends): train.py's _Interrupt handles
+    it, the flag rides in the next all-reduce, rank 0 saves step 6, every rank exits 143."""
+    out = tmp_path / "run"
+    rc, o, e, _ = mpiexec(2, JOB, "sigterm", "train", "--data", corpus, "--out-dir", out, "--max-iters", 50, *TINY)
+    assert rc == 143, e
+    assert o.count("interrupted: saved a checkpoint at step 6") == 1 and "[SIGTERM]" in o, o
+    assert final_state(out)[1]["step"] == 6
+
+
+@needs_mpi
 def test_divergence_is_agreed_by_every_rank_and_printed_once_as_in_one_process(tmp_path, corpus):
     """The divergence check sees the all-reduced loss and gradient norm, the same bits on every
     rank: both ranks stop at the step one process stops at, rank 0 prints the one-process
@@ -322,6 +333,41 @@ def test_divergence_is_agreed_by_every_rank_and_printed_once_as_in_one_process(t
     assert e1.count("training diverged at step") == 1 and e2.count("error:") == 1, (e1, e2)
     assert e2.strip().replace(str(two), "<out>") == e1.strip().replace(str(one), "<out>")
     assert not (two / "ckpt").exists()
+
+
+@needs_mpi
+def test_a_second_job_into_a_busy_folder_is_refused_once_and_the_first_goes_on(tmp_path, corpus):
+    """Rank 0 alone holds <out-dir>/train.lock: a second 2-rank job into the folder of a running
+    2-rank job gets the one-process "in use" error once, naming the holder (the first job's
+    rank 0), and changes nothing; the first job then stops on SIGTERM with a checkpoint."""
+    out = tmp_path / "run"
+    first = subprocess.Popen([distributed.find_mpiexec(), "-n", "2", sys.executable, "-m", "tinygrad_lm", "train",
+                              "--data", corpus, "--out-dir", str(out), "--max-iters", "100000", *TINY,
+                              "--eval-interval", "5"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                             start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while not (out / "ckpt").is_dir() and time.time() < deadline and first.poll() is None:
+            time.sleep(0.1)
+        assert (out / "ckpt").is_dir(), first.communicate(timeout=60)
+        holder = int((out / "train.lock").read_text())
+        rc, o, e, _ = mpiexec(2, "-m", "tinygrad_lm", "train", "--data", corpus, "--out-dir", out, "--max-iters", 5,
+                              *TINY, "--force")
+        assert rc == 2, e
+        assert e.count("error:") == 1 and f"--out-dir {out} is in use by another tinygrad-lm run (pid {holder})" in e, e
+        assert first.poll() is None   # the first job went on
+        first.send_signal(signal.SIGTERM)  # mpiexec forwards it to every rank
+        o1, e1 = first.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(first.pid, signal.SIGKILL)
+        pytest.fail("the first job did not stop after SIGTERM")
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert first.returncode == 143, e1
+    assert o1.count("interrupted: saved a checkpoint") == 1
+    assert final_state(out)[1]["step"] > 0 and not (out / "train.lock").exists()
 
 
 @needs_mpi

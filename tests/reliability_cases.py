@@ -389,6 +389,15 @@ case("resume-allowed", K, "train --resume --max-iters 15 --eval-interval 3 --eva
          disk=lambda f: ckpt_state(f)),
      code=0, says=("--resume: --max-iters 15 (the run had 10)", "--resume: --eval-interval 3 (the run had 5)",
                    "--resume: --eval-iters 2 (the run had 1)"), disk="checkpoint continued to step 15 on <dir>/corpus.txt")
+case("resume-grad-accum", K, "train --resume --max-iters 12 --grad-accum-steps 2 (the same global batch in 2 "
+                            "micro-batches: allowed, as is another number of processes)",
+     cli([*RESUME, "--max-iters", "12", "--grad-accum-steps", "2"], with_run(), show=("--resume:",),
+         disk=lambda f: ckpt_state(f)),
+     code=0, says=("--resume: --grad-accum-steps 2 (the run had 1)",),
+     disk="checkpoint continued to step 12 on <dir>/corpus.txt")
+case("resume-grad-accum-not-dividing", K, "train --resume --grad-accum-steps 3 (the run's --batch-size is 4)",
+     cli([*RESUME, "--grad-accum-steps", "3"], with_run()),
+     says=("--batch-size 4 is not divisible by --grad-accum-steps 3",))
 case("resume-bit-for-bit", K, "train 10 steps, --resume to 20, against 20 steps in one go",
      _resume_bit_for_bit, code=0, says=("--resume: --max-iters 20 (the run had 10)",),
      disk="loss.csv identical to an uninterrupted run's")

@@ -159,6 +159,25 @@ def test_grad_accumulation_through_the_cli(tmp_path, corpus):
         np.testing.assert_allclose(wb[k], wa[k], rtol=1e-10, atol=1e-13)
 
 
+def test_resume_may_change_grad_accum_steps_and_continues_the_same_run(tmp_path, corpus, capsys):
+    """10 steps, resumed to 20 with --grad-accum-steps 2 (allowed on --resume: the same global
+    batch in 2 micro-batches), against 20 straight: the same losses (6 decimals, float64) and
+    parameters (1e-10); the change is named on a line."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["train", "--data", corpus, *TINY]
+    assert main([*common, "--out-dir", straight, "--max-iters", "20"]) == 0
+    assert main([*common, "--out-dir", split, "--max-iters", "10"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out-dir", split, "--resume", "--max-iters", "20", "--grad-accum-steps", "2",
+                 "--no-progress"]) == 0
+    assert "--resume: --grad-accum-steps 2 (the run had 1)" in capsys.readouterr().out
+    assert step_losses(split) == step_losses(straight)
+    (wa, _), (wb, mb) = final_state(straight), final_state(split)
+    assert mb["train_config"]["grad_accum_steps"] == 2
+    for k in wa:
+        np.testing.assert_allclose(wb[k], wa[k], rtol=1e-10, atol=1e-13)
+
+
 @pytest.mark.parametrize("flags, match", [
     (["--nproc", "0"], "--nproc must be an integer >= 1, got 0"),
     (["--nproc", "5"], "5 ranks (--nproc or mpiexec -n) are more than --batch-size 4"),

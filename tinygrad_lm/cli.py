@@ -39,9 +39,9 @@ def _add_train(sub):
     # default None (not False): a flag left out is not "given", so TrainConfig's default stands
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out-dir exactly where it stopped: its whole configuration and data "
-                        "come from the checkpoint; only --max-iters, --eval-interval, --eval-iters, --sample-tokens "
-                        "and --device (and the number of processes) may change (each change is printed), any other "
-                        "flag that differs is refused")
+                        "come from the checkpoint; only --max-iters, --eval-interval, --eval-iters, --sample-tokens, "
+                        "--device and --grad-accum-steps (and the number of processes) may change (each change is "
+                        "printed), any other flag that differs is refused")
     p.add_argument("--force", action="store_true", default=None, help="overwrite a checkpoint already in --out-dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # data parallel (tinygrad_lm/distributed.py; docs/distributed.md)

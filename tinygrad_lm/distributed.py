@@ -322,6 +322,8 @@ def init() -> Distributed | None:
 
 def check_batch(batch_size: int, world_size: int, grad_accum_steps: int) -> None:
     """The global batch must split into whole rows per rank and per micro-batch."""
+    if world_size == 1 and batch_size % grad_accum_steps:
+        raise ValueError(f"--batch-size {batch_size} is not divisible by --grad-accum-steps {grad_accum_steps}")
     if world_size > batch_size:
         raise ValueError(f"{world_size} ranks (--nproc or mpiexec -n) are more than --batch-size {batch_size} (the "
                          f"global batch): every rank needs at least one row")

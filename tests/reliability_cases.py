@@ -889,6 +889,18 @@ def _flag_cases():
 _flag_cases()
 case("flag-not-a-number", K, "train --n-layer abc", cli(["train", "--n-layer", "abc"]),
      says=("argument --n-layer: invalid int value: 'abc'",))
+# the data-parallel flags together with --batch-size (the global batch): refused before any rank starts
+case("nproc-more-than-batch", K, "train --batch-size 4 --nproc 5",
+     cli(["train", "--data", "corpus.txt", "--out-dir", "run", *T, "--nproc", "5"], corpus),
+     says=("5 ranks (--nproc or mpiexec -n) are more than --batch-size 4 (the global batch)",))
+case("nproc-batch-not-divisible", K, "train --batch-size 6 --grad-accum-steps 2 --nproc 2",
+     cli(["train", "--data", "corpus.txt", "--out-dir", "run", *T, "--batch-size", "6", "--grad-accum-steps", "2",
+          "--nproc", "2"], corpus),
+     says=("--batch-size 6 (the global batch) is not divisible by 2 rank(s) x --grad-accum-steps 2 = 4",))
+case("grad-accum-not-divisible", K, "train --batch-size 6 --grad-accum-steps 4",
+     cli(["train", "--data", "corpus.txt", "--out-dir", "run", *T, "--batch-size", "6", "--grad-accum-steps", "4"],
+         corpus),
+     says=("--batch-size 6 is not divisible by --grad-accum-steps 4",))
 
 # 10 ----------------------------------------------------------- paths
 K = "10. Paths in checkpoints"

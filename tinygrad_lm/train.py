@@ -23,6 +23,13 @@ What a run guarantees (docs/reliability.md has every case, tried):
   went non-finite and the flags that plausibly caused it;
 * Ctrl-C and SIGTERM (what batch schedulers send before they kill) both save a checkpoint of
   the last finished step.
+
+Data parallel (docs/distributed.md): launched as several MPI ranks (`mpiexec -n N`, `--nproc
+N`), or with --grad-accum-steps > 1, a step is distributed.DataParallel.step instead of
+train_step: each rank its rows of the same global batch, one all-reduce of the gradients (and
+of the loss and the signal flags) before the clip and the divergence check, so every rank
+checks the same numbers and stops at the same step. Rank 0 alone locks the folder, logs and
+writes; every rank reads the data and the checkpoint. The hooks are marked "# data parallel".
 """
 from __future__ import annotations
 
@@ -34,10 +41,11 @@ import signal
 import sys
 import time
 from dataclasses import asdict, replace
+from functools import partial
 
 import numpy as np
 
-from . import backend
+from . import backend, distributed
 from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, checkpoint_dir, data_record,
                          load_training_checkpoint, model_config, model_dtype, read_meta, run_text,
                          save_training_checkpoint)
@@ -187,8 +195,16 @@ def train(cfg: TrainConfig, log=print) -> dict:
     refused before anything is written; the run then holds out_dir's lock throughout."""
     cfg = replace(cfg)  # resolved below (absolute data path, the schedule): the caller's stays as given
     cfg.validate()
+    dist = distributed.init()  # data parallel: None = one process, the loop below exactly
+    if dist is not None:
+        if not cfg.resume:  # a resumed run's batch is the checkpoint's: checked in _train_locked
+            distributed.check_batch(cfg.batch_size, dist.world_size, cfg.grad_accum_steps)
+        dist.device_for(cfg.device)
+        if not dist.is_main:  # rank 0 alone logs, writes and holds the lock
+            log, cfg.progress = (lambda *a, **k: None), False
     backend.canonical_device(cfg.device)
-    _refuse_if_in_use(cfg.out_dir)  # first: a folder in use is the one thing to say (and nothing is created)
+    if dist is None or dist.is_main:
+        _refuse_if_in_use(cfg.out_dir)  # first: a folder in use is the one thing to say (and nothing is created)
     prepare_out_dir(cfg)
     fresh = None
     if not cfg.resume:  # read and size everything before the folder is touched
@@ -197,6 +213,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         _check_memory(cfg, vocab, "--vocab-size" if cfg.tokenizer == "bpe" else "the text's vocabulary")
         tok = build_tokenizer(cfg.tokenizer, text, cfg.vocab_size)
         fresh = (text, corpus_name, tok, *encode_splits(text, tok, cfg.block_size))
+    if dist is not None and not dist.is_main:  # data parallel: ranks > 0 create and lock nothing; a
+        return _train_locked(cfg, fresh, log)  # failure of rank 0's (in use) is agreed in setup_done
     created = not os.path.isdir(cfg.out_dir)
     os.makedirs(cfg.out_dir, exist_ok=True)
     try:
@@ -270,9 +288,13 @@ def _resume(cfg: TrainConfig, log):
 
 
 def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
+    dist = distributed.init()  # data parallel: this rank (None: one process)
+    main = dist is None or dist.is_main
     start_iter, best_val, history = 0, math.inf, []
     if cfg.resume:
         cfg, text, corpus_name = _resume(cfg, log)
+        # the run's global batch over this job's ranks and --grad-accum-steps (both may differ from the run's)
+        distributed.check_batch(cfg.batch_size, 1 if dist is None else dist.world_size, cfg.grad_accum_steps)
         model, tok, meta, optim_state = load_training_checkpoint(cfg.out_dir)
         train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
         start_iter, best_val = meta["step"], meta.get("best_val_loss", math.inf)
@@ -286,7 +308,7 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         manual_seed(cfg.seed)
         config = dict(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
         model = build_model(config, "cpu", cfg.dtype)
-    device = backend.canonical_device(cfg.device)
+    device = backend.canonical_device(cfg.device if dist is None else dist.device_for(cfg.device))
     if device != "cpu":
         model.to(device)
     data = data_record(cfg.data, corpus_name, text)
@@ -298,10 +320,21 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
     n_params = sum(p.numel() for p in model.parameters())
+    # data parallel: the step is train_step in one process without accumulation, else DataParallel's
+    dp = None if dist is None and cfg.grad_accum_steps == 1 else \
+        distributed.DataParallel(model, optimizer, dist, cfg.grad_accum_steps, cfg.grad_clip)
+    evaluate = estimate_loss if dist is None else partial(distributed.estimate_loss, dist)
     log(f"corpus {corpus_name}: {len(text):,} characters -> {len(train_ids):,} train / {len(val_ids):,} val tokens "
         f"({cfg.tokenizer} tokenizer, vocab {tok.vocab_size})")
     log(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, block {cfg.block_size}, "
         f"{n_params:,} parameters, {device}, {cfg.dtype}" + (f"; resuming at step {start_iter}" if cfg.resume else ""))
+    if dist is not None:  # data parallel
+        log(f"data parallel: {dist.world_size} ranks x {cfg.batch_size // dist.world_size} rows of the global batch "
+            f"{cfg.batch_size}" + (f", {cfg.grad_accum_steps} micro-batches each" if cfg.grad_accum_steps > 1 else "")
+            + (f"; BLAS threads per rank: {dist.blas_threads}" if dist.blas_threads else
+               "; BLAS threads not pinned (pip install threadpoolctl, or set OMP_NUM_THREADS)" if dist.local_size > 1
+               else ""))
+        dist.setup_done(dp.params, cfg.seed, start_iter)  # every rank set up alike, or all stop here
 
     csv_path = os.path.join(cfg.out_dir, "loss.csv")
     rows = [r for r in _read_loss_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
@@ -312,12 +345,13 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
                 "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name, "data": data}
-        save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
+        if main:  # data parallel: rank 0 alone writes
+            save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
+            try:
+                _write_loss_csv(csv_path, rows)
+            except OSError as e:
+                raise OSError(f"cannot write {csv_path}: {e.strerror or e} (the checkpoint of step {step} is saved)") from None
         last_saved = step
-        try:
-            _write_loss_csv(csv_path, rows)
-        except OSError as e:
-            raise OSError(f"cannot write {csv_path}: {e.strerror or e} (the checkpoint of step {step} is saved)") from None
 
     def diverged(step, what, lr_now):
         kept = (f"nothing after step {last_saved} was saved (the checkpoint in {cfg.out_dir} is still step "
@@ -329,7 +363,9 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
     step_loss = [math.nan]
 
     def check(loss, grad_norm):  # before the optimizer step: a non-finite update is never applied
-        lossf = float(loss.data)  # the step's one host sync (clip_grad_norm_ already brought the norm)
+        # the step's one host sync (clip_grad_norm_ already brought the norm); DataParallel passes
+        # the all-reduced loss as a float, the same on every rank
+        lossf = float(loss.data) if isinstance(loss, Tensor) else float(loss)
         step_loss[0] = lossf
         if not math.isfinite(lossf):
             diverged(it, f"the loss is {lossf}", lr)
@@ -347,8 +383,8 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
     with _Interrupt() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while True:
             if it % cfg.eval_interval == 0 or it == cfg.max_iters:
-                tl = estimate_loss(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
-                vl = estimate_loss(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
+                tl = evaluate(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
+                vl = evaluate(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
                 if not (math.isfinite(tl) and math.isfinite(vl)):
                     diverged(it, f"the evaluation loss is {tl if not math.isfinite(tl) else vl}", lr_at(max(it - 1, 0), cfg))
                 best_val = min(best_val, vl)
@@ -360,15 +396,19 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
                     save(it)
             if it >= cfg.max_iters:
                 break
-            if stop.hit:
-                interrupted = stop.hit
+            hit = stop.hit if dist is None else dp.stop  # data parallel: agreed in the last step's all-reduce
+            if hit:
+                interrupted = hit
                 break
             ts = time.perf_counter()
             lr = lr_at(it, cfg)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             x, y = get_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
-            train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip, check)
+            if dp is None:
+                train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip, check)
+            else:  # data parallel: the global batch; each rank keeps its rows; the loss is the whole batch's
+                dp.step(x, y, stop.hit, check)
             lossf = step_loss[0]
             train_time += time.perf_counter() - ts
             steps_done += 1
@@ -385,13 +425,14 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         log(f"interrupted: saved a checkpoint at step {it} in {cfg.out_dir} (continue with --resume)"
             + ("" if interrupted == "SIGINT" else f" [{interrupted}]"))
     elapsed = time.perf_counter() - t0
-    _plot_losses(cfg.out_dir, rows, log)
+    if main:  # data parallel: rank 0 alone writes
+        _plot_losses(cfg.out_dir, rows, log)
     summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": perplexity(best_val),
                "seconds": elapsed, "tokens_per_second": steps_done * tokens_per_step / max(train_time, 1e-9),
                "interrupted": bool(interrupted), "signal": interrupted, "out_dir": cfg.out_dir}
     log(f"done: {it} steps in {elapsed:.1f}s, {summary['tokens_per_second']:,.0f} tokens/s (training steps only); "
         f"best val loss {best_val:.4f}, perplexity {summary['best_val_perplexity']:.2f}; checkpoint in {cfg.out_dir}")
-    if cfg.sample_tokens > 0 and not interrupted:
+    if cfg.sample_tokens > 0 and not interrupted and main:
         from .generate import generate
         prompt = tok.encode("\n") if _can_encode(tok, "\n") else [0]
         g = generate(model, prompt, cfg.sample_tokens, strategy="sample", temperature=0.8,

@@ -55,9 +55,9 @@ The rules every case follows:
   the kernel drops it when the process dies, even by kill -9): a second run into the same
   folder fails at once naming the holder's pid (section 3).
 * `--resume` continues the same run: its whole configuration and the same text (checked by
-  SHA-256); only `--max-iters`, `--eval-interval`, `--eval-iters`, `--sample-tokens` and
-  `--device` may change, each change printed; any other flag that differs is refused
-  (section 2).
+  SHA-256); only `--max-iters`, `--eval-interval`, `--eval-iters`, `--sample-tokens`,
+  `--device` and `--grad-accum-steps` (and the number of processes) may change, each change
+  printed; any other flag that differs is refused (section 2).
 * A non-finite loss or gradient norm stops training before the optimizer uses it; the last
   good checkpoint stays, and the message names the step, what went non-finite and the
   plausible flags; a checkpoint holding NaN or inf is never written nor loaded (section 1).

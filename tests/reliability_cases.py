@@ -393,6 +393,15 @@ case("resume-allowed", K, "train --resume --max-iters 15 --eval-interval 3 --eva
          disk=lambda f: ckpt_state(f)),
      code=0, says=("--resume: --max-iters 15 (the run had 10)", "--resume: --eval-interval 3 (the run had 5)",
                    "--resume: --eval-iters 2 (the run had 1)"), disk="checkpoint continued to step 15 on <dir>/corpus.txt")
+case("resume-grad-accum", K, "train --resume --max-iters 12 --grad-accum-steps 2 (the same global batch in 2 "
+                            "micro-batches: allowed, as is another number of processes)",
+     cli([*RESUME, "--max-iters", "12", "--grad-accum-steps", "2"], with_run(), show=("--resume:",),
+         disk=lambda f: ckpt_state(f)),
+     code=0, says=("--resume: --grad-accum-steps 2 (the run had 1)",),
+     disk="checkpoint continued to step 12 on <dir>/corpus.txt")
+case("resume-grad-accum-not-dividing", K, "train --resume --grad-accum-steps 3 (the run's --batch-size is 4)",
+     cli([*RESUME, "--grad-accum-steps", "3"], with_run()),
+     says=("--batch-size 4 is not divisible by --grad-accum-steps 3",))
 case("resume-bit-for-bit", K, "train 10 steps, --resume to 20, against 20 steps in one go",
      _resume_bit_for_bit, code=0, says=("--resume: --max-iters 20 (the run had 10)",),
      disk="loss.csv identical to an uninterrupted run's")
@@ -907,6 +916,18 @@ def _flag_cases():
 _flag_cases()
 case("flag-not-a-number", K, "train --n-layer abc", cli(["train", "--n-layer", "abc"]),
      says=("argument --n-layer: invalid int value: 'abc'",))
+# the data-parallel flags together with --batch-size (the global batch): refused before any rank starts
+case("nproc-more-than-batch", K, "train --batch-size 4 --nproc 5",
+     cli(["train", "--data", "corpus.txt", "--out-dir", "run", *T, "--nproc", "5"], corpus),
+     says=("5 ranks (--nproc or mpiexec -n) are more than --batch-size 4 (the global batch)",))
+case("nproc-batch-not-divisible", K, "train --batch-size 6 --grad-accum-steps 2 --nproc 2",
+     cli(["train", "--data", "corpus.txt", "--out-dir", "run", *T, "--batch-size", "6", "--grad-accum-steps", "2",
+          "--nproc", "2"], corpus),
+     says=("--batch-size 6 (the global batch) is not divisible by 2 rank(s) x --grad-accum-steps 2 = 4",))
+case("grad-accum-not-divisible", K, "train --batch-size 6 --grad-accum-steps 4",
+     cli(["train", "--data", "corpus.txt", "--out-dir", "run", *T, "--batch-size", "6", "--grad-accum-steps", "4"],
+         corpus),
+     says=("--batch-size 6 is not divisible by --grad-accum-steps 4",))
 
 # 10 ----------------------------------------------------------- paths
 K = "10. Paths in checkpoints"

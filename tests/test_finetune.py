@@ -146,3 +146,20 @@ def test_examples_from_scratch_build_the_tokenizer_from_the_strings_not_the_json
     assert run(["train", "--data", data, "--out-dir", out, "--max-iters", "2", *TINY]) == 0
     tok = load_model(out)[1]
     assert "é" in tok.chars and "{" not in tok.chars
+
+
+def test_fine_tuning_on_examples_over_two_ranks_matches_one_process(tmp_path, base):
+    """Data parallel (mpiexec -n 2): the padded, prompt-masked example batches split by rows and
+    weighted by counted targets give the one-process losses (float32: to its rounding)."""
+    from test_distributed import mpiexec, needs_mpi, step_losses
+    if needs_mpi.args[0]:
+        pytest.skip(needs_mpi.kwargs["reason"])
+    data = write_jsonl(tmp_path / "ex.jsonl", EXAMPLES * 5)
+    common = ["train", "--init-from", base, "--data", data, "--loss-on", "completion", "--max-iters", "6",
+              "--eval-interval", "3", "--eval-iters", "2", "--batch-size", "4", "--no-progress", "--sample-tokens", "0"]
+    assert run([*common, "--out-dir", tmp_path / "one"]) == 0
+    code, out, err, _ = mpiexec(2, "-m", "tinygrad_lm", *map(str, common), "--out-dir", str(tmp_path / "two"))
+    assert code == 0, err
+    one, two = step_losses(tmp_path / "one"), step_losses(tmp_path / "two")
+    assert [s for s, _ in one] == [s for s, _ in two] == list(range(6))
+    np.testing.assert_allclose([float(l) for _, l in two], [float(l) for _, l in one], rtol=1e-5)

@@ -492,3 +492,15 @@ def kernel(name: str):
                 return method(obj, *args, **kw)
         return functools.wraps(method)(wrapper)
     return deco
+
+
+def nccl():
+    """cupy's NCCL bindings (`cupy.cuda.nccl`, for data-parallel GPU all-reduce in
+    distributed.py), or None where cupy, a GPU or the NCCL library is missing."""
+    if _import_cupy() is None:
+        return None
+    try:
+        import cupy.cuda.nccl as nccl_module  # a submodule: `import cupy` does not load it
+    except ImportError:
+        return None
+    return nccl_module if getattr(nccl_module, "available", True) else None

@@ -46,19 +46,47 @@ def _add_train(sub):
     # default None (not False): a flag left out is not "given", so TrainConfig's default stands
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue the run in --out-dir exactly where it stopped: its whole configuration and data "
-                        "come from the checkpoint; only --max-iters, --eval-interval, --eval-iters, --sample-tokens "
-                        "and --device may change (each change is printed), any other flag that differs is refused")
+                        "come from the checkpoint; only --max-iters, --eval-interval, --eval-iters, --sample-tokens, "
+                        "--device and --grad-accum-steps (and the number of processes) may change (each change is "
+                        "printed), any other flag that differs is refused")
     p.add_argument("--force", action="store_true", default=None, help="overwrite a checkpoint already in --out-dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # data parallel (tinygrad_lm/distributed.py; docs/distributed.md)
+    p.add_argument("--grad-accum-steps", type=int, metavar="K",
+                   help="micro-batches accumulated into one optimizer step (default 1); --batch-size stays the "
+                        "global batch, split over K micro-batches and the ranks")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N processes: re-launches through mpiexec (pip install -e \".[mpi]\"); the same as "
+                        "`mpiexec -n N tinygrad-lm train ...`")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(a):
-    from .train import train
+    from . import distributed
     from .train_config import config_from_args
-    args = {k: v for k, v in vars(a).items() if k not in ("func", "preset", "command", "no_progress")}
+    args = {k: v for k, v in vars(a).items() if k not in ("func", "preset", "command", "no_progress", "nproc")}
     cfg = config_from_args(args, a.preset)
     cfg.progress = not a.no_progress
+    world = distributed.env_world_size()
+    if a.nproc is not None and (world is None or world == 1):
+        # --nproc N: check what can be checked here, once, then re-launch as N ranks (a --resume's
+        # batch is the checkpoint's: the ranks check it once they have read it)
+        cfg.validate()
+        distributed.check_nproc(a.nproc, None if cfg.resume else cfg.batch_size, cfg.grad_accum_steps)
+        if a.nproc > 1:
+            return distributed.launch(a.nproc, distributed.strip_nproc(a.argv))
+    elif a.nproc is not None and a.nproc != world:
+        raise ValueError(f"--nproc {a.nproc}: this process is already one of "
+                         f"{world if world > 0 else 'several'} ranks started by mpiexec (leave out --nproc under mpiexec)")
+    dist = distributed.init()
+    if dist is None:
+        return _train(cfg)
+    from .train import TrainingDiverged  # decided on all-reduced numbers: every rank raises it at the same step
+    return distributed.run_guarded(dist, lambda: _train(cfg), "train", known=_user_errors(), agreed=(TrainingDiverged,))
+
+
+def _train(cfg):
+    from .train import train
     summary = train(cfg)
     if summary["interrupted"]:
         import signal
@@ -302,15 +330,20 @@ def cmd_gradcheck(a):
 def _add_bench(sub):
     p = sub.add_parser("bench", help="op-level and model-level benchmarks (numpy vs cupy vs PyTorch)")
     p.add_argument("--quick", action="store_true", help="a ~30 s smoke run")
-    p.add_argument("--what", choices=["ops", "model", "all"], default="all")
+    p.add_argument("--what", choices=["ops", "model", "all", "allreduce"], default="all",
+                   help="allreduce: the data-parallel gradient all-reduce against the step, over --nproc ranks")
     p.add_argument("--config", nargs="+", default=None, help="model configs: cpu, gpu")
     p.add_argument("--device", nargs="+", default=None, help="devices to run (default: cpu, and cuda when available)")
     p.add_argument("--out-dir", default="bench_out", help="where the CSV and PNG go")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--nproc", type=int, default=2, help="ranks for --what allreduce (default 2)")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(a):
+    if a.what == "allreduce":  # data parallel: distributed.py (it re-launches itself through mpiexec)
+        from .distributed import bench_allreduce
+        return bench_allreduce(a.config, a.nproc, a.quick, a.out_dir, (a.device or ["cpu"])[0], a.argv)
     from .bench import run_bench
     return run_bench(a)
 
@@ -390,22 +423,42 @@ def build_parser():
     return parser
 
 
-def main(argv=None) -> int:
-    from .backend import DeviceError, tune_host_allocator
+def _user_errors() -> tuple:
+    """The errors a user can cause: one line and exit status 2, no traceback. (TrainingDiverged
+    is a FloatingPointError; FolderLockedError and the file errors are OSErrors; ResourceError,
+    CheckpointError and DataError are ValueErrors.)"""
+    from .backend import DeviceError
     from .checkpoint import CheckpointError
     from .data import DataError
+    return ValueError, DataError, CheckpointError, DeviceError, OSError, FloatingPointError, ImportError
+
+
+def main(argv=None) -> int:
+    from .distributed import env_rank
     parser = build_parser()
-    a = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(x) for x in argv]
+    if env_rank():  # rank > 0 of an mpiexec job: every rank parses the same flags; rank 0 reports a bad one
+        import contextlib
+        import io
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            a = parser.parse_args(argv)
+    else:
+        a = parser.parse_args(argv)
+    a.argv = argv
     if os.environ.get("TINYGRAD_LM_NO_MALLOC_TUNE") != "1":
+        from .backend import tune_host_allocator
         tune_host_allocator()  # numpy's temporaries reuse warm pages (docs/performance.md)
+    # under mpiexec every rank gets here with the same flags: an error before the ranks'
+    # own error handling (distributed.run_guarded) is printed by rank 0 alone
+    say = (lambda line: None) if env_rank() else (lambda line: print(line, file=sys.stderr))
     try:
         return a.func(a)
-    except (ValueError, DataError, CheckpointError, DeviceError, OSError, FloatingPointError, ImportError) as e:
+    except _user_errors() as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"tinygrad-lm {a.command}: error: {msg}", file=sys.stderr)
+        say(f"tinygrad-lm {a.command}: error: {msg}")
         return 2
     except KeyboardInterrupt:
-        print(f"tinygrad-lm {a.command}: interrupted", file=sys.stderr)
+        say(f"tinygrad-lm {a.command}: interrupted")
         return 130
 
 

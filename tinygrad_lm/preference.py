@@ -149,6 +149,11 @@ def dpo(cfg: DPOConfig, log=print) -> dict:
     then holds out_dir's lock throughout and saves like `train`."""
     cfg = replace(cfg)
     cfg.validate()
+    from .distributed import env_world_size
+    ranks = env_world_size()
+    if ranks is not None and ranks > 1:
+        raise ValueError(f"dpo runs in one process, and this one was launched as one of {ranks} MPI ranks "
+                         f"(data-parallel dpo is not implemented): run it without mpiexec")
     backend.canonical_device(cfg.device)
     given_init, given_pairs = cfg.init_from, cfg.pairs  # as given, for messages
     for name in ("init_from", "pairs"):

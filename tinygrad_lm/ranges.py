@@ -100,6 +100,8 @@ FLAG_RANGES: dict[str, dict[str, Range]] = {
         "grad_clip": Float(0, note="0 = no clipping"),
         "eval_interval": POSITIVE, "eval_iters": POSITIVE,
         "seed": SEED, "sample_tokens": Int(0, note="0 = no sample at the end"),
+        # data parallel (distributed.py): each also divides --batch-size, checked once the ranks are known
+        "grad_accum_steps": POSITIVE, "nproc": POSITIVE,
     },
     "sample": {
         "max_new_tokens": POSITIVE, "temperature": Float(0, lo_open=True),
@@ -118,7 +120,7 @@ FLAG_RANGES: dict[str, dict[str, Range]] = {
     "gradcheck": {"seed": SEED},
     # the graph of a GPT deeper than GPT-2 XL's 48 layers is no longer readable as a picture
     "graph": {"n_layer": Int(1, 48)},
-    "bench": {},
+    "bench": {"nproc": Int(2, note="ranks for --what allreduce")},
 }
 
 

@@ -176,10 +176,14 @@ class StepLoop:
         self.start, self.max_iters, self.eval_interval, self.bar = start, max_iters, eval_interval, bar
         self.it, self.interrupted, self.steps_done, self.step_seconds = start, None, 0, 0.0
 
-    def run(self, evaluate, step, save, out_dir, log=print, postfix=None):
-        """`postfix(loop, what step returned)` -> the progress bar's text after each step."""
+    def run(self, evaluate, step, save, out_dir, log=print, postfix=None, stopped=None):
+        """`postfix(loop, what step returned)` -> the progress bar's text after each step.
+        `stopped()`, when given, replaces this process's own signal flag (`loop.signal.hit`,
+        readable inside `step`) as the test of whether to stop: data parallel ranks stop on
+        the flag they agreed on in the last step's all-reduce."""
         # a diverging step overflows: Divergence names it, numpy's warnings would only add noise
         with Interrupt() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            self.signal = stop
             while True:
                 it = self.it
                 if it % self.eval_interval == 0 or it == self.max_iters:
@@ -188,8 +192,9 @@ class StepLoop:
                         save(it)
                 if it >= self.max_iters:
                     break
-                if stop.hit:
-                    self.interrupted = stop.hit
+                hit = stop.hit if stopped is None else stopped()
+                if hit:
+                    self.interrupted = hit
                     break
                 ts = time.perf_counter()
                 result = step(it)

@@ -25,6 +25,13 @@ What a run guarantees (docs/reliability.md has every case, tried):
   went non-finite and the flags that plausibly caused it;
 * Ctrl-C and SIGTERM (what batch schedulers send before they kill) both save a checkpoint of
   the last finished step.
+
+Data parallel (docs/distributed.md): launched as several MPI ranks (`mpiexec -n N`, `--nproc
+N`), or with --grad-accum-steps > 1, a step is distributed.DataParallel.step instead of
+train_step: each rank its rows of the same global batch, one all-reduce of the gradients (and
+of the loss and the signal flags) before the clip and the divergence check, so every rank
+checks the same numbers and stops at the same step. Rank 0 alone locks the folder, logs and
+writes; every rank reads the data and the checkpoint. The hooks are marked "# data parallel".
 """
 from __future__ import annotations
 
@@ -32,10 +39,11 @@ import math
 import os
 import time
 from dataclasses import asdict, replace
+from functools import partial
 
 import numpy as np
 
-from . import backend
+from . import backend, distributed
 from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, data_record, load_init, load_training_checkpoint,
                          model_config, model_dtype, read_meta, run_text, save_training_checkpoint)
 from .data import (build_tokenizer, check_encodable, encode_splits, examples_text, get_batch, is_jsonl, load_corpus,
@@ -137,6 +145,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
     refused before anything is written; the run then holds out_dir's lock throughout."""
     cfg = replace(cfg)  # resolved below (absolute data path, the schedule): the caller's stays as given
     cfg.validate()
+    dist = distributed.init()  # data parallel: None = one process, the loop below exactly
+    if dist is not None:
+        if not cfg.resume:  # a resumed run's batch is the checkpoint's: checked in _train_locked
+            distributed.check_batch(cfg.batch_size, dist.world_size, cfg.grad_accum_steps)
+        dist.device_for(cfg.device)
+        if not dist.is_main:  # rank 0 alone logs, writes and holds the lock
+            log, cfg.progress = (lambda *a, **k: None), False
     backend.canonical_device(cfg.device)
     init_given = cfg.init_from  # as given, for messages
     if cfg.init_from is not None:  # recorded absolute, like --data: a --resume from any folder compares equal
@@ -144,7 +159,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if not cfg.resume and os.path.realpath(cfg.out_dir) == os.path.realpath(cfg.init_from):
             raise ValueError(f"--out-dir {cfg.out_dir} is the --init-from folder: fine-tuning writes a new run into "
                              f"another --out-dir, and the checkpoint it starts from stays as it is")
-    refuse_if_in_use(cfg.out_dir)  # first: a folder in use is the one thing to say (and nothing is created)
+    if dist is None or dist.is_main:
+        refuse_if_in_use(cfg.out_dir)  # first: a folder in use is the one thing to say (and nothing is created)
     prepare_out_dir(cfg)
     fresh = None
     if not cfg.resume:  # read and size everything before the folder is touched
@@ -161,6 +177,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             tok = build_tokenizer(cfg.tokenizer, source, cfg.vocab_size)
         train_data, val_data = _splits(text, corpus_name, tok, cfg, log, "the --init-from checkpoint's" if init else None)
         fresh = (text, corpus_name, tok, train_data, val_data, init)
+    if dist is not None and not dist.is_main:  # data parallel: ranks > 0 create and lock nothing; a
+        return _train_locked(cfg, fresh, log)  # failure of rank 0's (in use) is agreed in setup_done
     # prepare_out_dir again once locked: another run may have finished in the folder since
     with locked_out_dir(cfg.out_dir, recheck=lambda: prepare_out_dir(cfg)):
         return _train_locked(cfg, fresh, log)
@@ -245,9 +263,13 @@ def _resume(cfg: TrainConfig, log):
 
 
 def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
+    dist = distributed.init()  # data parallel: this rank (None: one process)
+    main = dist is None or dist.is_main
     start_iter, best_val, history = 0, math.inf, []
     if cfg.resume:
         cfg, text, corpus_name = _resume(cfg, log)
+        # the run's global batch over this job's ranks and --grad-accum-steps (both may differ from the run's)
+        distributed.check_batch(cfg.batch_size, 1 if dist is None else dist.world_size, cfg.grad_accum_steps)
         model, tok, meta, optim_state = load_training_checkpoint(cfg.out_dir)
         train_ids, val_ids = _splits(text, corpus_name, tok, cfg, log)
         start_iter, best_val = meta["step"], meta.get("best_val_loss", math.inf)
@@ -264,7 +286,7 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         model = build_model(config, "cpu", cfg.dtype) if init is None else init[0]
         init_record = None if init is None else {"path": cfg.init_from, "step": init[2].get("step"),
                                                  "data": init[2].get("data")}
-    device = backend.canonical_device(cfg.device)
+    device = backend.canonical_device(cfg.device if dist is None else dist.device_for(cfg.device))
     if device != "cpu":
         model.to(device)
     data = data_record(cfg.data, corpus_name, text)
@@ -276,6 +298,10 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
     n_params = sum(p.numel() for p in model.parameters())
+    # data parallel: the step is train_step in one process without accumulation, else DataParallel's
+    dp = None if dist is None and cfg.grad_accum_steps == 1 else \
+        distributed.DataParallel(model, optimizer, dist, cfg.grad_accum_steps, cfg.grad_clip)
+    estimate = estimate_loss if dist is None else partial(distributed.estimate_loss, dist)
     if is_jsonl(cfg.data):
         log(f"examples {corpus_name}: {len(train_ids):,} train / {len(val_ids):,} val examples, "
             f"{train_ids.num_targets():,} / {val_ids.num_targets():,} target tokens (loss on {cfg.loss_on}; "
@@ -288,6 +314,13 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
             f"tokenizer and shape are the model's")
     log(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, block {cfg.block_size}, "
         f"{n_params:,} parameters, {device}, {cfg.dtype}" + (f"; resuming at step {start_iter}" if cfg.resume else ""))
+    if dist is not None:  # data parallel
+        log(f"data parallel: {dist.world_size} ranks x {cfg.batch_size // dist.world_size} rows of the global batch "
+            f"{cfg.batch_size}" + (f", {cfg.grad_accum_steps} micro-batches each" if cfg.grad_accum_steps > 1 else "")
+            + (f"; BLAS threads per rank: {dist.blas_threads}" if dist.blas_threads else
+               "; BLAS threads not pinned (pip install threadpoolctl, or set OMP_NUM_THREADS)" if dist.local_size > 1
+               else ""))
+        dist.setup_done(dp.params, cfg.seed, start_iter)  # every rank set up alike, or all stop here
 
     losses = LossLog(cfg.out_dir, LOSS_CSV_FIELDS)
     if cfg.resume:
@@ -301,14 +334,15 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
                 "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name, "data": data}
         if init_record is not None:
             meta["init"] = init_record
-        save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
+        if main:  # data parallel: rank 0 alone writes
+            save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
+            losses.write(step)
         guard.saved(step)
-        losses.write(step)
 
     def evaluate(it):
         nonlocal best_val
-        tl = estimate_loss(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
-        vl = estimate_loss(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
+        tl = estimate(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
+        vl = estimate(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
         if not (math.isfinite(tl) and math.isfinite(vl)):
             guard.fail(it, f"the evaluation loss is {tl if not math.isfinite(tl) else vl}", lr_at(max(it - 1, 0), cfg))
         best_val = min(best_val, vl)
@@ -317,17 +351,22 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         say(bar, log, f"step {it}: train loss {tl:.4f}, val loss {vl:.4f}, val perplexity {perplexity(vl):.2f}")
 
     def step(it):
+        nonlocal tokens
         lr = lr_at(it, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        nonlocal tokens
         x, y = sample_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
         tokens += x.size
         step_loss = []
 
         def check(loss, grad_norm):  # before the optimizer step: a non-finite update is never applied
-            step_loss.append(guard.check(it, loss, grad_norm, lr))  # the step's one host sync
-        train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip, check)
+            # the step's one host sync (clip_grad_norm_ already brought the norm); DataParallel passes
+            # the all-reduced loss as a float, the same on every rank
+            step_loss.append(guard.check(it, loss, grad_norm, lr))
+        if dp is None:
+            train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip, check)
+        else:  # data parallel: the global batch; each rank keeps its rows; the loss is the whole batch's
+            dp.step(x, y, loop.signal.hit, check)
         losses.add(step=it, lr=f"{lr:.6g}", loss=f"{step_loss[0]:.6f}")
         return step_loss[0]
 
@@ -335,19 +374,22 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
     t0 = time.perf_counter()
     model.train()
     bar = progress_bar(cfg.progress, cfg.max_iters, start_iter)
-    loop = StepLoop(start_iter, cfg.max_iters, cfg.eval_interval, bar).run(
-        evaluate, step, save, cfg.out_dir, log,
-        postfix=lambda lp, lossf: f"loss {lossf:.4f}, {tokens / max(lp.step_seconds, 1e-9):,.0f} tok/s")
+    loop = StepLoop(start_iter, cfg.max_iters, cfg.eval_interval, bar)
+    loop.run(evaluate, step, save, cfg.out_dir, log,
+             postfix=lambda lp, lossf: f"loss {lossf:.4f}, {tokens / max(lp.step_seconds, 1e-9):,.0f} tok/s",
+             stopped=None if dp is None else (lambda: dp.stop))  # data parallel: agreed in the last step's all-reduce
     it, interrupted = loop.it, loop.interrupted
     elapsed = time.perf_counter() - t0
-    losses.plot([("cross-entropy (nats/token)", [("loss", "batch loss", "line"), ("eval_train_loss", "train (eval)", "o-"),
-                                                 ("eval_val_loss", "val (eval)", "o-")])])
+    if main:  # data parallel: rank 0 alone writes
+        losses.plot([("cross-entropy (nats/token)", [("loss", "batch loss", "line"),
+                                                     ("eval_train_loss", "train (eval)", "o-"),
+                                                     ("eval_val_loss", "val (eval)", "o-")])])
     summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": perplexity(best_val),
                "seconds": elapsed, "tokens_per_second": tokens / max(loop.step_seconds, 1e-9),
                "interrupted": bool(interrupted), "signal": interrupted, "out_dir": cfg.out_dir}
     log(f"done: {it} steps in {elapsed:.1f}s, {summary['tokens_per_second']:,.0f} tokens/s (training steps only); "
         f"best val loss {best_val:.4f}, perplexity {summary['best_val_perplexity']:.2f}; checkpoint in {cfg.out_dir}")
-    if cfg.sample_tokens > 0 and not interrupted:
+    if cfg.sample_tokens > 0 and not interrupted and main:
         from .generate import generate
         prompt = tok.encode("\n") if _can_encode(tok, "\n") else [0]
         g = generate(model, prompt, cfg.sample_tokens, strategy="sample", temperature=0.8,

@@ -46,6 +46,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0
+    grad_accum_steps: int = 1        # micro-batches per optimizer step (batch_size is the global batch)
     # evaluation and logging
     eval_interval: int = 500
     eval_iters: int = 20
@@ -71,6 +72,11 @@ class TrainConfig:
             if value is not None:  # None: an optional option left out (vocab_size, lr_decay_iters)
                 allowed.check(flag_name(name), value)
         need(self.n_embd % self.n_head == 0, f"--n-embd {self.n_embd} is not divisible by --n-head {self.n_head}")
+        # the global batch splits into grad_accum_steps micro-batches (and over the ranks:
+        # distributed.check_batch, once their number is known). A --resume's batch is the
+        # checkpoint's: train checks it once the run's configuration is read.
+        need(self.resume or self.batch_size % self.grad_accum_steps == 0,
+             f"--batch-size {self.batch_size} is not divisible by --grad-accum-steps {self.grad_accum_steps}")
         need(self.gelu_approximate in ("tanh", "none"), f"--gelu-approximate must be tanh or none, got {self.gelu_approximate!r}")
         need(self.tokenizer in ("char", "bpe"), f"--tokenizer must be char or bpe, got {self.tokenizer!r}")
         need(self.loss_on in ("all", "completion"), f"--loss-on must be all or completion, got {self.loss_on!r}")
@@ -145,6 +151,8 @@ RESUME_MAY_CHANGE = {
     "eval_iters": "how many batches an evaluation averages (training steps are unchanged)",
     "sample_tokens": "the sample printed at the end",
     "device": "where it runs (the run continues the same numbers on any device)",
+    "grad_accum_steps": "how the global batch is split into micro-batches (the same batch and step, up to rounding; "
+                        "with dropout, the same in distribution)",
 }
 # TrainConfig fields that describe one invocation, not the run: never compared.
 INVOCATION_KEYS = ("out_dir", "resume", "force", "progress", "explicit", "preset")

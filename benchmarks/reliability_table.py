@@ -66,6 +66,13 @@ The rules every case follows:
   folder and keeps the previous checkpoint; kill -9 at any moment leaves a loadable
   checkpoint (section 8). Ctrl-C (exit 130) and SIGTERM (exit 143) save a checkpoint of the
   last finished step first (section 11).
+* Fine-tuning (`train --init-from DIR`, JSONL prompt/completion examples) and preference
+  optimization (`dpo`) read a checkpoint and a JSONL file: a checkpoint that is missing or
+  not written by `train`, a malformed line, a missing key, an empty or identical answer, an
+  empty file, a character the checkpoint's tokenizer cannot encode are each refused in one
+  line naming the file and the line (or the line and column) (section 12). `dpo` runs on
+  `train`'s machinery (`tinygrad_lm/runs.py`): the same lock, checkpoints, `--resume` rules
+  and signal handling (sections 3 and 11).
 """
 
 

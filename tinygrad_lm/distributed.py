@@ -446,7 +446,7 @@ def estimate_loss(dist: Distributed, model, data: np.ndarray, batch_size: int, b
     """evaluate.estimate_loss sharded over the ranks: the same `iters` batches from the same
     seeded generator; each rank scores its rows; one all-reduce of the `iters` weighted
     means. Equals the one-rank estimate up to rounding, in 1/N of the time."""
-    from .data import get_batch
+    from .data import sample_batch  # windows of a token array, or examples of a SequenceSet
     rng = np.random.default_rng(seed)
     was = model.training
     model.eval()
@@ -454,7 +454,7 @@ def estimate_loss(dist: Distributed, model, data: np.ndarray, batch_size: int, b
     lo = dist.rank * rows
     parts = []
     for _ in range(iters):
-        x, y = get_batch(data, batch_size, block_size, rng)
+        x, y = sample_batch(data, batch_size, block_size, rng)
         xr, yr = x[lo:lo + rows], y[lo:lo + rows]
         n_total, nr = int(np.count_nonzero(y != IGNORE_INDEX)), int(np.count_nonzero(yr != IGNORE_INDEX))
         if nr == 0:

@@ -38,9 +38,10 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from tinygrad_lm import Tensor, manual_seed, no_grad  # noqa: E402
 from tinygrad_lm.bench.harness import tune_allocator  # noqa: E402
-from tinygrad_lm.data import build_tokenizer, get_batch  # noqa: E402
-from tinygrad_lm.train import (PRESETS, TrainConfig, build_model, encode_splits, evaluate_split,  # noqa: E402
-                               load_corpus, model_arrays, train_step, _lr_at)
+from tinygrad_lm.checkpoint import build_model, model_arrays  # noqa: E402
+from tinygrad_lm.data import build_tokenizer, encode_splits, get_batch, load_corpus  # noqa: E402
+from tinygrad_lm.evaluate import evaluate_split  # noqa: E402
+from tinygrad_lm.train import PRESETS, TrainConfig, lr_at, train_step  # noqa: E402
 
 
 def torch_side(model, cfg, gelu):
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
                   f"val {t['val']:.4f} | max |loss gap| so far {worst:.2e}", flush=True)
         if it == cfg.max_iters:
             break
-        lr = _lr_at(it, cfg)
+        lr = lr_at(it, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
         for g in topt.param_groups:

@@ -21,8 +21,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from tinygrad_lm import Tensor, no_grad  # noqa: E402
 from tinygrad_lm.bench.harness import tune_allocator  # noqa: E402
-from tinygrad_lm.data import CORPUS_NAME, get_batch  # noqa: E402
-from tinygrad_lm.train import encode_splits, evaluate_split, load_corpus, load_model  # noqa: E402
+from tinygrad_lm.checkpoint import load_model  # noqa: E402
+from tinygrad_lm.data import CORPUS_NAME, encode_splits, get_batch, load_corpus  # noqa: E402
+from tinygrad_lm.evaluate import evaluate_split  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from tinygrad_lm.models.gpt import gradcheck_gpt
+from tinygrad_lm.opcheck import gradcheck_gpt
 
 
 def check(bias: bool, fused: bool, max_elements: int, directions: int, seed: int = 0):

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import tinygrad_lm as tg
+from tinygrad_lm import backend
 
 
 def test_reused_tensor_accumulates_both_paths():
@@ -276,3 +277,85 @@ def test_unused_leaf_keeps_grad_none():
     unused = tg.tensor([1.0], requires_grad=True)
     (x * 2).sum().backward()
     assert unused.grad is None
+
+
+def test_an_op_applied_to_no_tensor_is_a_clear_error():
+    class _Constant(tg.Function):
+        def forward(self):
+            return np.ones(2)
+    with pytest.raises(TypeError, match="_Constant.apply: an op needs at least one tensor input"):
+        _Constant.apply()
+
+
+# ================================================================ 0-d tensors and Python scalars
+# Every elementwise and reduction op applied to a 0-d tensor, with a Python scalar on the
+# left and on the right wherever the op takes two operands. numpy returns numpy scalars, not
+# 0-d arrays, from 0-d math; the engine must still hand every tensor an array gradient.
+_TRUE, _FALSE = np.array(True), np.array(False)
+SCALAR_OPS = {
+    "Add": [lambda x: x + 1.5, lambda x: 1.5 + x],
+    "Sub": [lambda x: x - 1.5, lambda x: 1.5 - x],
+    "Mul": [lambda x: x * 1.5, lambda x: 1.5 * x],
+    "Div": [lambda x: x / 1.5, lambda x: 10.0 / x],
+    "Pow": [lambda x: 1.5 ** x, lambda x: x ** tg.tensor(1.5, dtype=x.dtype, device=x.device)],
+    "PowScalar": [lambda x: x ** 1.5, lambda x: x ** 2, lambda x: x.rsqrt(), lambda x: x.reciprocal()],
+    "Maximum": [lambda x: x.maximum(0.2), lambda x: tg.maximum(0.2, x)],
+    "Minimum": [lambda x: x.minimum(0.9), lambda x: tg.minimum(0.9, x)],
+    "Where": [lambda x: tg.where(tg.tensor(_TRUE, device=x.device), x, 0.5), lambda x: tg.where(tg.tensor(_FALSE, device=x.device), 0.5, x)],
+    "MaskedFill": [lambda x: x.masked_fill(tg.tensor(_FALSE, device=x.device), 2.0)],
+    "Neg": [lambda x: -x],
+    "Clone": [lambda x: x.clone()],
+    "Cast": [lambda x: x.double() * 2.0],
+    "Exp": [lambda x: x.exp()],
+    "Log": [lambda x: x.log()],
+    "Sqrt": [lambda x: x.sqrt()],
+    "Abs": [lambda x: abs(x)],
+    "Tanh": [lambda x: x.tanh()],
+    "Sigmoid": [lambda x: x.sigmoid()],
+    "Relu": [lambda x: x.relu()],
+    "Clamp": [lambda x: x.clamp(0.5, 0.9), lambda x: x.clamp(min=0.1)],
+    "Gelu": [lambda x: x.gelu(), lambda x: x.gelu(approximate="tanh")],
+    "Sum": [lambda x: x.sum(), lambda x: x.sum(0, keepdim=True)],
+    "Mean": [lambda x: x.mean()],
+    "Max": [lambda x: x.amax(), lambda x: x.max()],
+    "Min": [lambda x: x.amin()],
+    "Var": [lambda x: x.var(correction=0) + x],
+    "LogSumExp": [lambda x: x.logsumexp()],
+    "Prod": [lambda x: x.prod()],
+}
+NOT_0D = {"Tril"}  # needs at least 2 dims
+
+
+def test_every_elementwise_and_reduction_op_is_in_the_0d_scalar_table():
+    ops = {n for n, c in tg.Function.registry.items() if c.__module__ in ("tinygrad_lm.ops.elementwise", "tinygrad_lm.ops.reduce")}
+    assert ops - NOT_0D == set(SCALAR_OPS), f"missing: {sorted(ops - NOT_0D - set(SCALAR_OPS))}"
+
+
+def _scalar_graph(f, x):
+    """f(x) used twice, between Python scalars: 10 / (y * y + 1) - 0.5 * y."""
+    y = f(x)
+    return 10.0 / (y * y + 1) - 0.5 * y, y
+
+
+@pytest.mark.parametrize("op", sorted(SCALAR_OPS))
+def test_0d_tensors_with_python_scalars_get_array_gradients(op, device, capsys):
+    for i, f in enumerate(SCALAR_OPS[op]):
+        x = tg.tensor(0.7, device=device, requires_grad=True)
+        for _ in range(2):                               # the second backward accumulates into .grad
+            z, y = _scalar_graph(f, x)
+            if y.requires_grad and y is not x:
+                y.retain_grad()
+            z.backward()
+        print(f"{op}[{i}]: x.grad = {x.grad!r}, y.grad = {y.grad!r}")   # printing a gradient must work
+        for t in (x, y):
+            if t.grad is not None:
+                g = t.grad.data
+                assert type(g) is not np.float32 and type(g) is not np.float64 and g.shape == t.shape
+                assert g.dtype == t.dtype and t.grad.device == backend.canonical_device(device)
+        # the value, against a central difference of the same graph in float64
+        with tg.no_grad():
+            h = 1e-6
+            hi = _scalar_graph(f, tg.tensor(0.7 + h, dtype=tg.float64, device=device))[0].item()
+            lo = _scalar_graph(f, tg.tensor(0.7 - h, dtype=tg.float64, device=device))[0].item()
+        assert x.grad.item() == pytest.approx(2 * (hi - lo) / (2 * h), rel=1e-3, abs=1e-4), f"{op}[{i}]"
+    assert "grad = tensor(" in capsys.readouterr().out

@@ -153,12 +153,15 @@ def test_quick_profile_command(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--what", "ops", "--profile"], "--profile: only with --what model"),
     (["--what", "model", "--sizes", "tiny"], "--sizes: only with --what overhead"),
-    (["--what", "overhead", "--device", "cpu"], "--device: only with --what ops, model or all"),
+    (["--what", "overhead", "--device", "cpu"], "--device: only with --what ops, model, all or allreduce"),
     (["--what", "model", "--profile", "--composed"], "--composed: only with --what model or all"),
     (["--what", "model", "--cprofile"], "--cprofile: only with --what model --profile"),
-    (["--what", "model", "--budget", "0"], "--budget must be > 0"),
-    (["--what", "model", "--block", "0"], "--block must be >= 1"),
+    (["--what", "model", "--budget", "0"], "--budget must be a finite number > 0, got 0.0"),
+    (["--what", "model", "--block", "0"], "--block must be an integer >= 1, got 0"),
     (["--what", "overhead", "--ops", "nope"], "--ops: unknown value nope"),
+    (["--what", "model", "--nproc", "2"], "--nproc: only with --what allreduce"),
+    (["--what", "allreduce", "--threads", "1"], "--threads: only with --what ops, model, all or overhead"),
+    (["--what", "model", "--ops", "add"], "--ops: only with --what ops, all or overhead"),
 ])
 def test_bad_bench_flags_name_the_flag(tmp_path, capsys, argv, message):
     assert main(["bench", "--quick", "--out-dir", str(tmp_path)] + argv) == 2

@@ -1,17 +1,14 @@
 """trace(), detect_anomaly() and gradient hooks: the tools for watching backprop happen."""
-import importlib
 import os
 
 import numpy as np
 import pytest
 
 import tinygrad_lm as tg
-from tinygrad_lm import AnomalyError, Function, Tensor, detect_anomaly, trace
+from tinygrad_lm import AnomalyError, Function, Tensor, detect_anomaly, engine, trace
 from tinygrad_lm.debug import OpRecord, record_scopes, node_info, user_frame
 from tinygrad_lm.models.gpt import GPT, GPTConfig
 from tinygrad_lm.nn import functional as F
-
-_T = importlib.import_module("tinygrad_lm.tensor")
 
 # the planted log(0) and sqrt'(0) make numpy warn as well; the warnings are expected
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
@@ -19,10 +16,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning"
 
 @pytest.fixture(autouse=True)
 def _no_observer_left_behind():
-    assert _T._observer is None
+    assert engine.observer is None
     yield
-    leaked = _T._observer
-    _T._observer = None
+    leaked = engine.observer
+    engine.observer = None
     assert leaked is None, "a context manager left an observer installed"
 
 
@@ -56,11 +53,11 @@ def test_trace_has_one_record_per_op_and_backward_visits_every_graph_node(count_
     assert len(t.records) == len(count_applies)                      # forward: one record per Function.apply
     assert [r.op for r in t.records] == count_applies                 # in the order they ran
     assert all(isinstance(r, OpRecord) and r.forward_s is not None and r.forward_s >= 0 for r in t.records)
-    graph_nodes = [n for n in loss._topo() if n._ctx is not None]
+    graph_nodes = [n for n in engine.topological_order(loss) if n._ctx is not None]
     ran_backward = [r for r in t.records if r.backward_calls]
     assert len(ran_backward) == len(graph_nodes)                      # backward: every node of the graph, once
     assert all(r.backward_calls == 1 and r.grad_norm is not None and r.grad_norm >= 0 for r in ran_backward)
-    assert t.records[-1].op == "SoftmaxCrossEntropy" and t.records[-1].grad_norm == pytest.approx(1.0)
+    assert t.records[-1].op == "FusedSoftmaxCrossEntropy" and t.records[-1].grad_norm == pytest.approx(1.0)
     assert t.records[-1].output_shape == () and t.records[-1].input_shapes == ((16, 11), (16,))
 
 
@@ -106,7 +103,7 @@ def test_trace_records_module_scope_and_shapes():
     model, x, y = _tiny_gpt()
     with trace() as t:
         model(x, y)
-    linears = [r for r in t.records if r.op == "Linear"]
+    linears = [r for r in t.records if r.op == "FusedLinear"]
     assert [r.scope for r in linears] == ["transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj",
                                           "transformer.h.0.mlp.c_fc", "transformer.h.0.mlp.c_proj", "lm_head"]
     c_attn = linears[0]
@@ -149,7 +146,7 @@ def test_several_observers_at_once_and_restored_on_exit(count_applies):
     assert [r.op for r in inner.records] == ["Mul", "Sum"]
     assert [r.op for r in outer.records] == ["Add", "Sum", "Mul", "Sum", "Exp"]
     assert len(outer.records) == len(count_applies)
-    assert _T._observer is None
+    assert engine.observer is None
 
 
 def test_observers_exited_out_of_order_leave_the_rest_installed():
@@ -163,14 +160,14 @@ def test_observers_exited_out_of_order_leave_the_rest_installed():
     a.log()
     assert [r.op for r in first.records] == []
     assert [r.op for r in second.records] == ["Exp"]
-    assert _T._observer is None
+    assert engine.observer is None
 
 
 def test_observer_is_removed_when_the_block_raises():
     with pytest.raises(AnomalyError):
         with trace(), detect_anomaly():
             Tensor(np.zeros(2), requires_grad=True).log()
-    assert _T._observer is None
+    assert engine.observer is None
 
 
 # ================================================================ detect_anomaly
@@ -292,8 +289,8 @@ def test_record_scopes_keeps_scope_and_grad_norm_of_graph_nodes_only():
         _, loss = model(x, y)
         loss.backward()
     assert node_info[loss._ctx].scope == "" and node_info[loss._ctx].grad_norm == pytest.approx(1.0)
-    c_attn_out = [n for n in loss._topo() if n._ctx is not None and node_info[n._ctx].scope.endswith("c_attn")]
-    assert len(c_attn_out) == 1 and type(c_attn_out[0]._ctx).__name__ == "Linear"
+    c_attn_out = [n for n in engine.topological_order(loss) if n._ctx is not None and node_info[n._ctx].scope.endswith("c_attn")]
+    assert len(c_attn_out) == 1 and type(c_attn_out[0]._ctx).__name__ == "FusedLinear"
 
 
 # ================================================================ hooks and retain_grad

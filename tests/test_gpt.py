@@ -270,8 +270,8 @@ def test_the_whole_model_check_catches_a_slightly_wrong_backward(monkeypatch):
     import importlib.util
     import pathlib
     from tinygrad_lm.ops import fused
-    right = fused.GeluTanh.backward
-    monkeypatch.setattr(fused.GeluTanh, "backward", lambda self, g: right(self, g) * 1.001)
+    right = fused.FusedGeluTanh.backward
+    monkeypatch.setattr(fused.FusedGeluTanh, "backward", lambda self, g: right(self, g) * 1.001)
     model = roughen(tiny())
     idx, tgt = batch(2)
     report = gradcheck(lambda *ps: model(idx, tgt)[1], dict(model.named_parameters()), max_elements=12,

@@ -4,7 +4,7 @@ import pytest
 
 import tinygrad_lm as tg
 from tinygrad_lm.gradcheck import GradcheckError, GradcheckReport, InputReport, gradcheck
-from tinygrad_lm.tensor import Function
+from tinygrad_lm.engine import Function
 
 
 class _WrongSquare(Function):

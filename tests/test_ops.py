@@ -20,7 +20,7 @@ from hypothesis.extra import numpy as hnp
 import tinygrad_lm as tg
 from tinygrad_lm import opcheck
 from tinygrad_lm.opcheck import Case, Draw, OpSpec, check_case, check_forward
-from tinygrad_lm.tensor import Function
+from tinygrad_lm.engine import Function
 
 from conftest import DEVICES
 
@@ -80,16 +80,27 @@ def test_every_engine_op_has_a_spec():
 def test_every_registered_op_has_a_spec():
     """Fails, listing them, while any op in the package (fused ones included) has no OpSpec.
 
-    Expected to fail until the fused ops in tinygrad_lm/ops/fused.py register theirs, with
-    `tinygrad_lm.opcheck.register_spec(OpSpec(...))` or an `opcheck_specs()` function there.
+    The package's specs live in tinygrad_lm/opcheck/ (engine_specs.py, fused_specs.py); a new
+    op gets one there, or through `register_spec(OpSpec(...))` / an `opcheck_specs()` function.
     """
     _import_package()
     missing = opcheck.missing_specs()
     assert not missing, (
         f"{len(missing)} registered op(s) have no OpSpec, so no gradient test: {', '.join(missing)} "
         f"(from {sorted({Function.registry[m].__module__ for m in missing})}). Add one with "
-        "tinygrad_lm.opcheck.register_spec(OpSpec(op=..., sample=..., call=..., reference=...)) "
-        "or define opcheck_specs() -> [OpSpec, ...] in the op's module.")
+        "an OpSpec in tinygrad_lm/opcheck/engine_specs.py or fused_specs.py, or "
+        "tinygrad_lm.opcheck.register_spec(OpSpec(op=..., sample=..., call=..., reference=...)).")
+
+
+def test_an_op_without_a_spec_is_reported_missing():
+    """The guard above works: a new op in the package with no spec shows up in missing_specs()."""
+    cls = type("Unchecked", (Function,), {"__module__": "tinygrad_lm.ops.fused", "forward": lambda self, a: a,
+                                           "backward": lambda self, g: g})
+    try:
+        assert Function.registry["Unchecked"] is cls and opcheck.missing_specs() == ["Unchecked"]
+    finally:
+        Function.registry.pop("Unchecked", None)
+    assert opcheck.missing_specs() == []
 
 
 def test_run_op_gradchecks_covers_every_spec_and_formats_a_table():

@@ -14,7 +14,8 @@ from tinygrad_lm.bench import torch_reference as tr  # noqa: E402
 from tinygrad_lm import Tensor, manual_seed  # noqa: E402
 from tinygrad_lm.data import get_batch  # noqa: E402
 from tinygrad_lm.optim import get_lr  # noqa: E402
-from tinygrad_lm.train import build_model, model_arrays, train_step  # noqa: E402
+from tinygrad_lm.checkpoint import build_model, model_arrays  # noqa: E402
+from tinygrad_lm.train import train_step  # noqa: E402
 
 
 @pytest.mark.parametrize("gelu", ["tanh", "none"])

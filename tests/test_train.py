@@ -105,7 +105,7 @@ def test_sample_and_eval_commands(tmp_path, corpus, capsys):
 
 def test_kv_cache_generation_equals_full_recompute(tmp_path, corpus):
     from tinygrad_lm.generate import generate
-    from tinygrad_lm.train import load_model
+    from tinygrad_lm.checkpoint import load_model
     out = tmp_path / "run"
     assert run(["train", "--data", corpus, "--out-dir", out, "--max-iters", "10", *TINY]) == 0
     model, tok, _ = load_model(str(out))
@@ -213,7 +213,7 @@ def test_exact_gelu_is_a_model_option_saved_with_the_checkpoint(tmp_path, corpus
     assert run(["train", "--data", corpus, "--out-dir", out, "--max-iters", "10", "--gelu-approximate", "none", *TINY]) == 0
     meta = json.loads((out / "ckpt" / "meta.json").read_text())
     assert meta["config"]["gelu_approximate"] == "none"
-    from tinygrad_lm.train import load_model
+    from tinygrad_lm.checkpoint import load_model
     model = load_model(str(out))[0]
     assert model.transformer.h[0].mlp.gelu.approximate == "none"
     before = snapshot(out)
@@ -240,3 +240,65 @@ def test_gradcheck_command_checks_every_op_and_a_whole_gpt(capsys):
     for name in Function.registry:
         assert name in out, name
     assert "bias=True" in out and "bias=False" in out and "all gradients match" in out
+    assert "whole DPO objective" in out and "the frozen reference got gradients" not in out
+
+
+# ------------------------------------------------------------------ presets
+def _configs_run_by(monkeypatch, argv):
+    """The TrainConfig `tinygrad-lm train ARGV` hands to the training loop (the loop not run)."""
+    import tinygrad_lm.train
+    seen = []
+    monkeypatch.setattr(tinygrad_lm.train, "train", lambda cfg: seen.append(cfg) or {"interrupted": False})
+    assert run(["train", *argv]) == 0
+    return seen[0]
+
+
+def test_train_without_flags_runs_exactly_TrainConfig_defaults(monkeypatch):
+    from tinygrad_lm.train import PRESETS, TrainConfig
+    assert _configs_run_by(monkeypatch, []) == TrainConfig()
+    assert TrainConfig(**PRESETS["default"]) == TrainConfig()
+
+
+@pytest.mark.parametrize("name", ["default", "cpu", "gpu"])
+def test_each_preset_is_a_whole_recipe_and_flags_override_it(monkeypatch, name):
+    from tinygrad_lm.train import PRESETS, TrainConfig
+    from tinygrad_lm.train_config import PRESET_KEYS
+    assert set(PRESETS[name]) == set(PRESET_KEYS)   # no key left to whichever preset ran before
+    assert _configs_run_by(monkeypatch, ["--preset", name]) == TrainConfig(**PRESETS[name])
+    cfg = _configs_run_by(monkeypatch, ["--preset", name, "--n-layer", "7"])
+    assert cfg.n_layer == 7 and cfg.explicit == ("n_layer",) and cfg.n_embd == PRESETS[name]["n_embd"]
+
+
+def test_train_help_lists_the_presets_from_the_table(capsys):
+    from tinygrad_lm.train_config import PRESETS, describe_preset
+    with pytest.raises(SystemExit):
+        run(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in PRESETS:
+        assert f"{name} = " in text and describe_preset(name) in text
+
+
+def test_readme_preset_table_is_the_PRESETS_table():
+    import re
+    from tinygrad_lm.train_config import PRESETS
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md"), encoding="utf-8").read()
+    header = re.search(r"^\| flag \| (.+) \|$", readme, flags=re.M).group(1)
+    names = re.findall(r"`--preset (\w+)`", header)
+    assert names == list(PRESETS)
+    rows = dict(re.findall(r"^\| `--([\w-]+)` \| (.+) \|$", readme, flags=re.M))
+    table = {k.replace("-", "_"): [float(v) for v in cells.split(" | ")] for k, cells in rows.items()}
+    assert table == {k: [float(PRESETS[n][k]) for n in names] for k in PRESETS["default"]}
+
+
+def test_resume_keeps_the_checkpoints_dtype_and_refuses_another(tmp_path, corpus, capsys):
+    import json
+    out = tmp_path / "f64"
+    assert run(["train", "--data", corpus, "--out-dir", out, "--max-iters", "10", "--dtype", "float64", *TINY]) == 0
+    before = snapshot(out)
+    bad(["train", "--data", corpus, "--out-dir", out, "--resume", "--max-iters", "20", "--dtype", "float32", *TINY],
+        capsys, "--dtype float32 differs")
+    assert snapshot(out) == before
+    assert run(["train", "--data", corpus, "--out-dir", out, "--resume", "--max-iters", "20", *TINY]) == 0
+    assert json.loads((out / "ckpt" / "meta.json").read_text())["dtype"] == "float64"
+    from tinygrad_lm.checkpoint import load_model
+    assert load_model(str(out))[0].lm_head.weight.dtype == "float64"

@@ -118,7 +118,7 @@ def test_gpt_graph_matches_an_independent_walk_and_names_parameters():
         shape = "(" + ", ".join(map(str, p.shape)) + ("," if p.ndim == 1 else "") + ")"
         assert f"{name}\\n{shape} float32\\n|grad| {np.linalg.norm(p.grad.numpy().astype(np.float64)):.4g}" in labels
     assert "transformer.h.0.attn.c_attn.weight\\n(48, 16) float32\\n|grad| " in labels
-    assert "SoftmaxCrossEntropy\\n() float32\\n|grad| 1" in labels
+    assert "FusedSoftmaxCrossEntropy\\n() float32\\n|grad| 1" in labels
 
 
 def _cluster_body(dot, name):
@@ -142,11 +142,11 @@ def test_gpt_nodes_are_clustered_by_module():
               "transformer_h_0_attn_c_attn", "transformer_h_1_mlp_c_fc", "transformer_ln_f", "lm_head"):
         assert f"subgraph cluster_{c} {{" in dot
     c_attn = _cluster_body(dot, "transformer_h_0_attn_c_attn")
-    assert "Linear\\n(2, 8, 48) float32" in c_attn and "transformer.h.0.attn.c_attn.weight" in c_attn
+    assert "FusedLinear\\n(2, 8, 48) float32" in c_attn and "transformer.h.0.attn.c_attn.weight" in c_attn
     assert "transformer.h.1" not in c_attn
     h0 = _cluster_body(dot, "transformer_h_0")
-    assert "PackedCausalAttention" in h0 and "transformer.h.1." not in h0
-    assert "SoftmaxCrossEntropy" not in _cluster_body(dot, "transformer")   # the loss is the root module's
+    assert "FusedPackedCausalAttention" in h0 and "transformer.h.1." not in h0
+    assert "FusedSoftmaxCrossEntropy" not in _cluster_body(dot, "transformer")   # the loss is the root module's
 
 
 def test_without_record_scopes_there_are_no_clusters():
@@ -189,7 +189,7 @@ def test_max_nodes_keeps_the_nodes_nearest_the_output():
     assert len(nodes) == 11 and g.truncated == n_ops + n_leaves - 10
     assert f"... {g.truncated} more nodes" in nodes["more"]
     assert any(a == "more" for a, _ in edges)
-    assert "SoftmaxCrossEntropy" in " ".join(nodes.values())
+    assert "FusedSoftmaxCrossEntropy" in " ".join(nodes.values())
     with pytest.raises(ValueError, match="max_nodes"):
         build_graph(loss, max_nodes=0)
 

@@ -116,34 +116,140 @@ def use_device(device: str):
     return _cupy.cuda.Device(int(device[5:]))
 
 
+# cublasMath_t in cublas_api.h; cupy 14 exports only CUBLAS_DEFAULT_MATH and the deprecated
+# CUBLAS_TENSOR_OP_MATH (which means FP16 down-conversion for float32 GEMMs, not TF32)
+_CUBLAS_DEFAULT_MATH, _CUBLAS_TF32_TENSOR_OP_MATH = 0, 3
+_COMPUTE_TYPE_DEFAULT, _COMPUTE_TYPE_TF32 = 1, 7   # cupy._core._routines_linalg.COMPUTE_TYPE_*
+
+
 def set_tf32(enabled: bool) -> None:
-    """Allow TensorFloat-32 in GPU matmuls (faster, ~10-bit mantissa). Off by default so
-    CPU and GPU results agree to float32 precision. No effect on the CPU."""
+    """Allow TensorFloat-32 in float32 GPU matmuls: inputs rounded to a 10-bit mantissa
+    (relative error ~5e-4 per product), accumulation in float32, several times the
+    throughput on tensor cores (compute capability 8.0+). Off by default, so CPU and GPU
+    results agree to float32 precision. No effect on the CPU or on float64.
+
+    cupy 14 has no public switch (its CUPY_TF32 variable is read once, at the first float32
+    matmul, and only by the 2-D matmul path), so this sets what cupy's matmuls read on every
+    call: the float32 compute type of cupy's 2-D GEMM (`cupy._core.set_compute_type`) and the
+    math mode of each device's cuBLAS handle (CUBLAS_TF32_TENSOR_OP_MATH), which the batched
+    GEMMs of (B, T, C) @ (C, D) follow. cuBLAS handles belong to a thread: call this from the
+    thread that runs the model."""
     global _tf32
     _tf32 = bool(enabled)
     cp = _import_cupy()
-    if cp is not None:
-        import os
-        # cupy reads CUPY_TF32 when it creates a cuBLAS handle; set both ways.
-        os.environ["CUPY_TF32"] = "1" if _tf32 else "0"
-        try:
-            cp._core.set_allow_tf32(_tf32) if hasattr(cp._core, "set_allow_tf32") else None
-        except Exception:
-            pass
+    if cp is None:
+        return
+    cp._core.set_compute_type(np.float32, _COMPUTE_TYPE_TF32 if _tf32 else _COMPUTE_TYPE_DEFAULT)
+    mode = _CUBLAS_TF32_TENSOR_OP_MATH if _tf32 else _CUBLAS_DEFAULT_MATH
+    for i in range(device_count()):
+        with cp.cuda.Device(i):
+            cp.cuda.cublas.setMathMode(cp.cuda.device.get_cublas_handle(), mode)
 
 
 def tf32_enabled() -> bool:
     return _tf32
 
 
+# ---------------------------------------------------------------- the device random generator
+class DeviceGenerator:
+    """Uniform random numbers drawn where they are used (on the GPU for a cupy array), from a
+    seed and a counter, so no mask is copied from the host and the state is two integers
+    that a checkpoint can keep.
+
+    Number i of a draw is splitmix64(seed_key + (counter + i) * golden) (Steele, Lea and Flood's
+    SplitMix64 finaliser over a Weyl sequence), its top 24 bits (float32) or 53 bits (float64)
+    scaled to [0, 1); the counter then advances by the number of values drawn. It is integer
+    arithmetic only, so numpy and cupy give the same bits: a seed gives the same numbers on
+    every device, and restoring (seed, counter) continues the stream exactly."""
+
+    _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+    _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+    def __init__(self, seed: int = 0):
+        self.manual_seed(seed)
+
+    def manual_seed(self, seed: int) -> None:
+        self.seed, self.counter = int(seed) % (1 << 64), 0
+
+    def get_state(self) -> dict:
+        return {"seed": self.seed, "counter": self.counter}
+
+    def set_state(self, state: dict) -> None:
+        self.seed, self.counter = int(state["seed"]) % (1 << 64), int(state["counter"])
+
+    @classmethod
+    def _mix(cls, z, xp):
+        z ^= z >> np.uint64(30)
+        xp.multiply(z, cls._M1, out=z)
+        z ^= z >> np.uint64(27)
+        xp.multiply(z, cls._M2, out=z)
+        z ^= z >> np.uint64(31)
+        return z
+
+    def random(self, shape, dtype=np.float32, device: str = "cpu"):
+        """An array of `shape` uniform on [0, 1) in `dtype` (float32 or float64) on `device`."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"DeviceGenerator.random: dtype must be float32 or float64, got {dtype}")
+        xp = xp_for(device)
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        n = int(np.prod(shape))
+        key = self._mix(np.array([self.seed], dtype=np.uint64), np)[0]          # decorrelates nearby seeds
+        with use_device(device):
+            z = xp.arange(n, dtype=np.uint64)
+            z += np.uint64(self.counter % (1 << 64))
+            xp.multiply(z, self._GOLDEN, out=z)
+            z += key
+            self._mix(z, xp)
+            bits = 24 if dtype == np.float32 else 53
+            out = (z >> np.uint64(64 - bits)).astype(dtype) * dtype.type(2.0 ** -bits)
+        self.counter += n
+        return out.reshape(shape)
+
+
+device_rng = DeviceGenerator(0)
+
+
 # ---------------------------------------------------------------- kernels that differ by backend
+_deterministic = True
+
+
+def use_deterministic_algorithms(mode: bool) -> None:
+    """Choose how GPU scatter-adds (the backward of embedding, integer indexing and gather)
+    accumulate: True (the default) sorts the indices and sums each run of equal ones, so a
+    gradient is the same bits on every run and `--resume` stays exact; False uses cupy's
+    atomic `add.at`, where float additions to one element happen in whatever order the
+    threads arrive. The CPU is deterministic either way. (PyTorch's name for the switch.)"""
+    global _deterministic
+    _deterministic = bool(mode)
+
+
+def are_deterministic_algorithms_enabled() -> bool:
+    return _deterministic
+
+
+def index_span(index) -> tuple:
+    """(min, max) of an integer array as Python ints, for bounds checks: one reduction pair
+    and a single read from the device (cupy wraps out-of-range indices silently, numpy
+    raises, so the ops check first and raise the same IndexError on both)."""
+    xp = array_module(index)
+    lo, hi = xp.stack((index.min(), index.max())).tolist()
+    return int(lo), int(hi)
+
+
 def scatter_add(target, index, values) -> None:
-    """target[index] += values, accumulating repeated indices (np.add.at semantics), in place."""
-    if type(target) is np.ndarray:
-        np.add.at(target, index, values)
-    else:
-        import cupyx
-        cupyx.scatter_add(target, index, values)
+    """target[index] += values, accumulating repeated indices (np.add.at semantics), in place.
+
+    On cupy, deterministic by default: the flat positions `index` selects are summed with
+    `index_add_rows` (sorted segment sums) and added once; `use_deterministic_algorithms(False)`
+    takes `cupy.add.at` (atomics) instead. Indices must be in range (callers check)."""
+    xp = array_module(target)
+    if xp is np or not _deterministic:
+        xp.add.at(target, index, values)
+        return
+    flat = xp.arange(target.size).reshape(target.shape)[index]           # the flat position of each value
+    vals = xp.broadcast_to(values, flat.shape).reshape(-1, 1)
+    target += index_add_rows(target.size, flat.reshape(-1), vals).reshape(target.shape)
 
 
 def index_add_rows(num_rows: int, index, values):
@@ -151,14 +257,12 @@ def index_add_rows(num_rows: int, index, values):
 
     `index` is 1-D (N,), `values` is (N, C). This is the embedding backward. On numpy: sort
     the indices, then sum each run of equal ones with `add.reduceat` (O(N*C), float32 sums in
-    index order; `np.add.at` is unbuffered and 5-10x slower). reduceat pays a per-row overhead,
-    so rows whose index occurs once are copied with one fancy-index assignment instead, and
-    only the repeated ones go through reduceat: 3.4x faster for a 50257-row table with 8192
-    indices, where most indices are distinct. Indices that are all distinct (a position
-    embedding) are one assignment. Measured and rejected for small tables: a one-hot matmul
-    (onehot(R, N) @ values) and `np.bincount` with weights were no faster at GPT's
-    (65 rows, 768 indices, 128 wide) and the matmul collapses when BLAS threads have to share
-    the cores. On cupy an atomic scatter-add kernel does it.
+    index order; not `np.add.at`, which is unbuffered). reduceat pays a per-row overhead, so
+    rows whose index occurs once are copied with one fancy-index assignment instead, and only
+    the repeated ones go through reduceat. Indices that are all distinct (a position
+    embedding) are one assignment. On cupy see `_segment_sums` (deterministic, the default)
+    or `cupy.add.at` (atomic, after `use_deterministic_algorithms(False)`). (Timings, and the
+    alternatives measured and rejected: docs/performance.md.)
     """
     xp = array_module(values)
     out = xp.zeros((num_rows,) + values.shape[1:], dtype=values.dtype)
@@ -166,9 +270,10 @@ def index_add_rows(num_rows: int, index, values):
     if n == 0:
         return out
     if xp is not np:
-        import cupyx
-        cupyx.scatter_add(out, index, values)
-        return out
+        if not _deterministic:
+            xp.add.at(out, index, values)
+            return out
+        return _segment_sums(out, index, values)
     order = np.argsort(index, kind="stable")
     sorted_idx = index[order]
     starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])   # first row of each run
@@ -186,6 +291,27 @@ def index_add_rows(num_rows: int, index, values):
     rows = order[~np.repeat(single, lens)]             # the rows of repeated indices, still sorted
     run_lens = lens[multi]
     out[sorted_idx[starts[multi]]] = np.add.reduceat(values[rows], np.r_[0, np.cumsum(run_lens[:-1])], axis=0)
+    return out
+
+
+def _segment_sums(out, index, values):
+    """out[r] = sum of values[i] over i with index[i] == r, with no atomics and no host sync:
+    the same bits on every run.
+
+    Sort the indices (stable), prefix-sum the rows in that order in float64, and give each
+    row of a run of equal indices the run's total, cs[end] - cs[start] (start and end found
+    by binary search in the sorted indices). Every row of a run then holds the same value, so
+    writing them all to out[index] is deterministic. The float64 prefix sum keeps the
+    difference exact to well below float32 rounding (and to ~N * 1e-16 of the prefix for
+    float64 inputs). About ten kernels; no data-dependent shapes, so nothing is read back."""
+    xp = array_module(values)
+    order = xp.argsort(index)                 # cupy: CUB radix sort, stable
+    sorted_idx = index[order]
+    cs = xp.cumsum(values[order], axis=0, dtype=np.float64)
+    cs = xp.concatenate([xp.zeros((1,) + cs.shape[1:], dtype=np.float64), cs])   # cs[k] = sum of the first k rows
+    start = xp.searchsorted(sorted_idx, sorted_idx, side="left")
+    end = xp.searchsorted(sorted_idx, sorted_idx, side="right")
+    out[sorted_idx] = (cs[end] - cs[start]).astype(out.dtype, copy=False)
     return out
 
 
@@ -260,14 +386,16 @@ def erf(x):
 
 
 def tune_host_allocator(limit: int = 1 << 30) -> bool:
-    """Keep freed heap memory inside the process (glibc only; a no-op elsewhere).
+    """Keep freed heap memory inside the process (glibc only; a no-op elsewhere). Returns
+    whether it applied.
 
-    By default glibc returns every freed block above ~128 KB to the OS (mmap/munmap), so each
-    new temporary of a training step pays page faults again: on a 2-core VM, `2.0 * (a + b)`
-    on 1 MB arrays took 1.5 ms instead of 0.06 ms. Raising the mmap and trim thresholds lets
-    the next step reuse warm pages. Called once when tinygrad_lm is imported, unless the
-    environment sets TINYGRAD_LM_NO_MALLOC_TUNE=1; the cost is that resident memory stays
-    near its peak. Returns whether it applied."""
+    By default glibc hands every freed block above ~128 KB back to the OS (mmap/munmap), so
+    each new temporary of a training step is page-faulted in again. Raising glibc's mmap and
+    trim thresholds to `limit` lets the next step reuse warm pages; the cost is that resident
+    memory stays near its peak. This changes the whole process's allocator, so importing
+    tinygrad_lm never does it: the `tinygrad-lm` command calls it (unless the environment sets
+    TINYGRAD_LM_NO_MALLOC_TUNE=1), and a program using the library may. What it measurably
+    buys and costs: docs/performance.md."""
     import ctypes
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -277,5 +405,102 @@ def tune_host_allocator(limit: int = 1 << 30) -> bool:
         return False
 
 
-if os.environ.get("TINYGRAD_LM_NO_MALLOC_TUNE") != "1":
-    tune_host_allocator()
+# ================================================================ fused CUDA kernels: the dispatch seam
+# Ops keep one code path: their numpy code. A method that a hand-written CUDA kernel can do
+# instead (a fused op's forward and backward, an optimizer's step) is marked with
+# `@backend.kernel("name")`; for cupy arrays, with kernels enabled, the call goes to
+# tinygrad_lm/kernels (ops.py: the host side, *.cu: the kernels), and everything else runs the
+# method as written. With kernels disabled, cupy arrays run the same numpy code through cupy
+# (the generic path, the reference every kernel is tested against).
+_use_kernels = os.environ.get("TINYGRAD_LM_KERNELS", "1") != "0"
+_host_kernel_runtime = None   # runs the kernels on numpy arrays: set only by the CPU emulation under tests/
+
+
+class use_kernels:
+    """`use_kernels(True|False)`: run the fused CUDA kernels for cupy arrays (the default; the
+    environment variable TINYGRAD_LM_KERNELS=0 starts with them off), or the generic cupy path.
+    Takes effect at once; as a context manager it restores the previous choice on exit. A node
+    recorded by a kernel forward still runs the kernel backward (what forward saved differs)."""
+
+    def __init__(self, enabled: bool = True):
+        global _use_kernels
+        self.prev, _use_kernels = _use_kernels, bool(enabled)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _use_kernels
+        _use_kernels = self.prev
+
+
+def kernels_enabled() -> bool:
+    return _use_kernels
+
+
+def host_kernel_runtime():
+    return _host_kernel_runtime
+
+
+def set_host_kernel_runtime(runtime):
+    """Run the kernels on numpy arrays with `runtime` (None: never). Only the CPU emulation of
+    the CUDA kernels under tests/ uses this; returns the previous runtime."""
+    global _host_kernel_runtime
+    prev, _host_kernel_runtime = _host_kernel_runtime, runtime
+    return prev
+
+
+def kernel_launches() -> int:
+    """Fused kernels launched so far (tinygrad_lm's own kernels only; cupy's generic kernels
+    are not counted). The benchmark reads it before and after a step."""
+    import sys
+    k = sys.modules.get("tinygrad_lm.kernels")
+    return k.launch_count() if k is not None else 0
+
+
+def kernel(name: str):
+    """Mark `forward` / `backward` (of a Function) or `step` (of an optimizer) as done by the
+    CUDA kernel `name` (a key of tinygrad_lm.kernels.ops.OPS) where one applies.
+
+    forward / step: when kernels are enabled and cupy is loaded (or a host runtime is set),
+    OPS[name].runtime(...) looks at the arguments (array type, dtype, layout, options) and
+    returns the runtime to run them on, or None to run the method itself. forward records
+    that runtime on the node, and backward follows the forward: the kernel backward for a node
+    the kernel forward recorded, the method otherwise."""
+    import functools
+
+    def deco(method):
+        kind = method.__name__
+        if kind == "backward":
+            def wrapper(ctx, *args, **kw):
+                rt = ctx.__dict__.get("_kernel_rt")
+                if rt is None:
+                    return method(ctx, *args, **kw)
+                from . import kernels
+                return kernels.op_table()[name].backward(rt, ctx, *args, **kw)
+        else:
+            def wrapper(obj, *args, **kw):
+                if _use_kernels and (_cupy is not None or _host_kernel_runtime is not None) and not (
+                        args and type(args[0]) is np.ndarray and _host_kernel_runtime is None):
+                    from . import kernels
+                    impl = kernels.op_table()[name]
+                    rt = impl.runtime(obj, *args, **kw)
+                    if rt is not None:
+                        if kind == "forward":
+                            obj._kernel_rt = rt
+                        return getattr(impl, kind)(rt, obj, *args, **kw)
+                return method(obj, *args, **kw)
+        return functools.wraps(method)(wrapper)
+    return deco
+
+
+def nccl():
+    """cupy's NCCL bindings (`cupy.cuda.nccl`, for data-parallel GPU all-reduce in
+    distributed.py), or None where cupy, a GPU or the NCCL library is missing."""
+    if _import_cupy() is None:
+        return None
+    try:
+        import cupy.cuda.nccl as nccl_module  # a submodule: `import cupy` does not load it
+    except ImportError:
+        return None
+    return nccl_module if getattr(nccl_module, "available", True) else None

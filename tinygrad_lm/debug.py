@@ -1,10 +1,10 @@
 """Seeing backprop: a per-op trace, anomaly detection, and module scopes for graph drawing.
 
-All three ride on the engine's observer protocol (`tinygrad_lm.tensor._observer`):
+All three ride on the engine's observer protocol (`tinygrad_lm.engine.observer`):
 
 * `Function.apply` calls `observer.forward(ctx, inputs, out, params, seconds)` after every
   op's forward;
-* `_run_backward` calls `observer.backward(ctx, out, grad_out, in_grads, seconds)` after
+* `engine.backward` calls `observer.backward(ctx, out, grad_out, in_grads, seconds)` after
   every node's backward, where `grad_out` is dL/d(out) and `in_grads` holds one dL/d(input)
   per input (None where no gradient is needed).
 
@@ -36,11 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import backend
-from .tensor import Tensor  # noqa: F401  (imports the module below)
-
-# the module, not the `tensor()` function the package re-exports under the same name
-_T = sys.modules[__package__ + ".tensor"]
+from . import backend, engine
+from .tensor import Tensor
 
 __all__ = ["trace", "Trace", "OpRecord", "detect_anomaly", "AnomalyError", "record_scopes", "node_info",
            "NodeInfo", "grad_norm", "user_frame"]
@@ -74,17 +71,17 @@ class _ObserverContext:
     """Base of the context managers: installs `self` as an observer on enter, restores on exit."""
 
     def __enter__(self):
-        self._prev = _T._observer
-        _T._observer = _Observers(_flatten(self._prev) + (self,))
+        self._prev = engine.observer
+        engine.observer = _Observers(_flatten(self._prev) + (self,))
         return self
 
     def __exit__(self, *exc):
-        current = _T._observer
+        current = engine.observer
         if isinstance(current, _Observers) and current.observers[-1:] == (self,):
-            _T._observer = self._prev  # the usual, nested case
+            engine.observer = self._prev  # the usual, nested case
         else:  # exited out of order: take only ourselves out of whatever is installed now
             rest = tuple(o for o in _flatten(current) if o is not self)
-            _T._observer = None if not rest else rest[0] if len(rest) == 1 else _Observers(rest)
+            engine.observer = None if not rest else rest[0] if len(rest) == 1 else _Observers(rest)
         return False
 
     def forward(self, ctx, inputs, out, params, seconds):  # pragma: no cover - overridden
@@ -105,7 +102,7 @@ def grad_norm(arr) -> float:
 
 
 def _current_scope() -> str:
-    return _T._scope[-1] if _T._scope else ""
+    return engine.scope[-1] if engine.scope else ""
 
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import backend
-from .tensor import Tensor, no_grad
+from .engine import no_grad
+from .tensor import Tensor
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

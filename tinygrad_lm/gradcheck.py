@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import backend
-from .tensor import Tensor, no_grad
+from .engine import no_grad
+from .tensor import Tensor
 
 
 @dataclass

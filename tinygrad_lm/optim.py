@@ -184,6 +184,7 @@ class AdamW(Optimizer):
             raise ValueError(f"AdamW: betas must be in [0, 1), got {tuple(betas)}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, decoupled=decoupled))
 
+    @backend.kernel("adamw")
     def step(self) -> None:
         for g in self.param_groups:
             lr, (b1, b2), eps, wd, decoupled = g["lr"], g["betas"], g["eps"], g["weight_decay"], g["decoupled"]

@@ -1,197 +1,38 @@
-"""Tensor: an array, its gradient, and the node that made it.
+"""Tensor: an array, its gradient, and the node that made it; the constructors beside it.
 
-The autograd engine in one file:
+A `Tensor` holds `data` (a numpy or cupy array), `requires_grad`, `grad` and `_ctx`, the
+graph node (`engine.Function`) that made it. Its operators and methods are thin calls
+into `ops/` (`x * y` is `elementwise.Mul.apply(x, y)`), after checking their arguments
+(dims, shapes, dtypes) so that a bad call fails with the op's name and the shapes at
+fault. `backward()` hands over to `engine.backward`. The module-level constructors
+(`tensor`, `zeros`, `randn`, `arange`, ...) and functions over several tensors (`cat`,
+`stack`, `where`, `pad`, `embedding`, ...) follow the class, as in `torch`.
 
-* `Function` is a node of the graph. `Function.apply(*tensors)` runs the op's
-  `forward` on raw arrays and, when any input needs a gradient, records itself
-  as the output's `_ctx` together with its inputs (`parents`).
-* `Tensor.backward()` walks the recorded graph in reverse topological order,
-  computed with an explicit stack (no recursion, so a chain 100,000 ops deep is
-  fine), calls each node's `backward(grad_output)` and sums the gradients of
-  tensors used more than once. Leaves accumulate into `.grad`.
-* The chain rule itself lives in `tinygrad_lm/ops/`: one `Function` per op, its
-  forward and backward side by side.
+Why this file is longer than 600 lines: it is the whole public Tensor API, one class whose
+methods are mostly one-liners grouped by op family (conversion, operators, elementwise,
+reductions, movement), and the constructors that go with it; splitting the class would
+scatter one API over several files. The engine that does the differentiating is the
+short `engine.py`.
+
+Imports: `backend`, `engine` and `ops/` (which never import this module); `nn.functional`
+lazily for the `softmax`/`log_softmax` shortcuts, as `torch.Tensor.softmax` calls
+`torch.nn.functional`.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import operator
-import time
 from collections import namedtuple
 
 import numpy as np
 
-from . import backend
+from . import backend, engine
+from .ops import elementwise, indexing, matmul, movement, reduce
 
 float16, float32, float64 = np.float16, np.float32, np.float64
 int32, int64, bool_ = np.int32, np.int64, np.bool_
 DEFAULT_DTYPE = np.dtype(np.float32)
-
-_grad_enabled = True
-_observer = None  # set by tinygrad_lm.debug (trace / detect_anomaly): sees every forward and backward
-_scope: list = []  # module names entered by nn.Module.__call__, recorded on nodes when an observer wants them
-
-
-# ================================================================ grad mode
-class no_grad(contextlib.ContextDecorator):
-    """Context manager and decorator: ops inside record no graph (outputs have requires_grad=False).
-
-    `with no_grad():`, `@no_grad()` and `@no_grad` all work. Each call of a decorated function
-    gets its own context, so recursion restores the mode correctly."""
-
-    def __new__(cls, fn=None):
-        if fn is not None and callable(fn):  # bare @no_grad
-            return cls()(fn)
-        return super().__new__(cls)
-
-    def __init__(self, fn=None):
-        pass
-
-    def _recreate_cm(self):
-        return type(self)()
-
-    def __enter__(self):
-        global _grad_enabled
-        self.prev, _grad_enabled = _grad_enabled, False
-
-    def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self.prev
-
-
-class enable_grad(no_grad):
-    def __enter__(self):
-        global _grad_enabled
-        self.prev, _grad_enabled = _grad_enabled, True
-
-
-def is_grad_enabled() -> bool:
-    return _grad_enabled
-
-
-# ================================================================ random numbers
-_rng = np.random.default_rng()
-
-
-def manual_seed(seed: int) -> None:
-    """Seed the generator behind rand/randn/dropout/init. Random numbers are drawn on the
-    CPU and moved to the device, so a seed gives the same tensors on every backend."""
-    global _rng
-    _rng = np.random.default_rng(seed)
-
-
-def get_rng() -> np.random.Generator:
-    return _rng
-
-
-def get_rng_state() -> dict:
-    return _rng.bit_generator.state
-
-
-def set_rng_state(state: dict) -> None:
-    _rng.bit_generator.state = state
-
-
-# ================================================================ the graph node
-class Function:
-    """One op: `forward(*arrays, **params) -> array` and `backward(grad) -> grads`.
-
-    `backward` gets the gradient of the loss with respect to the output and returns one
-    gradient per tensor input (None where `needs_input_grad` is False), each already
-    reduced to its input's shape. It may pass `g` itself through (the engine copies it
-    before a leaf keeps it as `.grad`) but must not write into `g` or into what forward
-    saved (backward can run twice with retain_graph=True), and must not return one array
-    for two inputs. Subclasses register themselves in `Function.registry` (names starting
-    with "_" stay out) so tests can enumerate every op.
-    """
-
-    registry: dict = {}
-    differentiable = True
-    freed = False  # set on the instance by free()
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        if not cls.__name__.startswith("_"):
-            Function.registry[cls.__name__] = cls
-
-    @classmethod
-    def apply(cls, *inputs: "Tensor", **params) -> "Tensor":
-        # hot path: list comprehensions and `in` instead of any()/tuple() over generators,
-        # and plain attribute stores, save ~1.5 us per op (benchmarks/README.md)
-        ctx = cls.__new__(cls)
-        datas = [t.data for t in inputs]
-        for d in datas:  # a numpy-only graph costs one type check per input
-            if type(d) is not np.ndarray:
-                _check_devices(cls.__name__, inputs)
-                break
-        if _grad_enabled and cls.differentiable:
-            needs = tuple([t.requires_grad for t in inputs])
-            requires = True in needs
-            ctx.needs_input_grad = needs if requires else None
-        else:
-            requires = False
-            ctx.needs_input_grad = None
-        obs = _observer
-        if obs is not None:
-            t0 = time.perf_counter()
-        out = ctx.forward(*datas, **params)
-        if type(out) is not np.ndarray and not hasattr(out, "__cuda_array_interface__"):
-            out = np.asarray(out)  # numpy returns scalars from 0-d math
-        t = Tensor.__new__(Tensor)
-        t.data = out
-        t.grad = None
-        t.requires_grad = requires
-        t._hooks = None
-        t._retains_grad = False
-        t.name = None
-        if requires:
-            ctx.parents = inputs
-            t._ctx = ctx
-        else:
-            t._ctx = None
-        if obs is not None:  # tinygrad_lm.debug: trace timing, anomaly checks, module scopes
-            obs.forward(ctx, inputs, t, params, time.perf_counter() - t0)
-        return t
-
-    def free(self):
-        """Drop what forward saved; the node stays in the graph but can't run backward again."""
-        parents = self.parents
-        self.__dict__.clear()
-        self.parents, self.freed = parents, True
-
-    def __repr__(self):
-        return f"<{type(self).__name__}>"
-
-
-def _check_devices(op, inputs):
-    devs = {backend.device_of(t.data) for t in inputs}
-    if len(devs) > 1:
-        a, b = sorted(devs)[:2]
-        raise backend.DeviceError(f"{op}: expected all tensors on one device, got tensors on {a} and {b}")
-
-
-def unbroadcast(grad, shape):
-    """Sum `grad` down to `shape`: the backward of numpy broadcasting.
-
-    Broadcasting copies an input along new leading axes and along axes of size 1, so its
-    gradient is the sum over those axes.
-    """
-    if grad.shape == tuple(shape):
-        return grad
-    nlead = grad.ndim - len(shape)
-    axes = tuple(range(nlead)) + tuple(i + nlead for i, s in enumerate(shape) if s == 1 and grad.shape[i + nlead] != 1)
-    if axes:
-        grad = grad.sum(axis=axes, keepdims=True)
-    return grad.reshape(shape)
-
-
-def broadcast_shapes(op, *shapes):
-    try:
-        return np.broadcast_shapes(*shapes)
-    except ValueError:
-        raise ValueError(f"{op}: shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together") from None
 
 
 # ================================================================ Tensor
@@ -269,7 +110,7 @@ class Tensor:
     ndim = property(lambda self: self.data.ndim)
     device = property(lambda self: backend.device_of(self.data))
     is_leaf = property(lambda self: self._ctx is None)
-    T = property(lambda self: _M.Permute.apply(self, dims=tuple(range(self.ndim - 1, -1, -1))))
+    T = property(lambda self: movement.Permute.apply(self, dims=tuple(range(self.ndim - 1, -1, -1))))
     mT = property(lambda self: self.transpose(-2, -1))
 
     @property
@@ -353,11 +194,11 @@ class Tensor:
         if dtype is not None and np.dtype(dtype) != out.dtype:
             dtype = np.dtype(dtype)
             # only floating tensors carry gradients: an integer or bool copy is a new leaf
-            out = _ops.elementwise.Cast.apply(out if dtype.kind in "fc" else out.detach(), dtype=dtype)
+            out = elementwise.Cast.apply(out if dtype.kind in "fc" else out.detach(), dtype=dtype)
         if device is not None:
             device = backend.canonical_device(device)
             if device != out.device:
-                out = _ops.movement.ToDevice.apply(out, device=device)
+                out = movement.ToDevice.apply(out, device=device)
         return out
 
     def cpu(self):
@@ -391,7 +232,7 @@ class Tensor:
         return self
 
     def clone(self):
-        return _ops.elementwise.Clone.apply(self)
+        return elementwise.Clone.apply(self)
 
     def __repr__(self):
         arr = backend.to_numpy(self.data)
@@ -431,54 +272,12 @@ class Tensor:
 
     # ------------------------------------------------------------ autograd
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
-        """Accumulate d(self)/d(leaf) into every leaf's `.grad`.
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad` (the sweep is `engine.backward`).
 
         For a one-element tensor the seed gradient is 1; otherwise pass `gradient`, the
         vector in the vector-Jacobian product, of this tensor's shape.
         """
-        if not self.requires_grad:
-            raise RuntimeError("backward: this tensor does not require grad and has no grad_fn "
-                               "(was it computed under no_grad, or from tensors without requires_grad?)")
-        if gradient is None:
-            if self.data.size != 1:
-                raise RuntimeError(f"backward: grad can be implicitly created only for one-element outputs, "
-                                   f"got shape {self.shape}; pass gradient= of that shape")
-            seed, shared = self.xp.ones(self.data.shape, dtype=self.data.dtype), set()  # ones_like is ~10x slower
-        else:
-            g = gradient.data if isinstance(gradient, Tensor) else self.xp.asarray(gradient)
-            if g.shape != self.shape:
-                raise ValueError(f"backward: gradient has shape {g.shape} but the tensor has shape {self.shape}")
-            seed = g.astype(self.dtype, copy=False)
-            shared = {id(seed)}
-        _run_backward(self, seed, shared, retain_graph)
-
-    def _topo(self):
-        """Tensors reachable from self through nodes that need grad, inputs before outputs:
-        an iterative depth-first post-order (no recursion limit).
-
-        A node is pushed, then a None marker above it, then its parents; popping the marker
-        means every parent is done, so the node below it goes into the order. Tensors hash
-        by identity (`__hash__ = object.__hash__`; distinct live objects never share a hash,
-        so the overloaded `==` is never called), which saves an id() call per visit."""
-        order, seen, stack = [], set(), [self]
-        while stack:
-            t = stack.pop()
-            if t is None:  # the marker: the node under it has all its parents ordered
-                order.append(stack.pop())
-                continue
-            if t in seen:
-                continue
-            seen.add(t)
-            ctx = t._ctx
-            if ctx is None:  # a leaf has no parents to wait for
-                order.append(t)
-                continue
-            stack.append(t)
-            stack.append(None)
-            for p in ctx.parents:
-                if p.requires_grad and p not in seen:
-                    stack.append(p)
-        return order
+        engine.backward(self, gradient.data if isinstance(gradient, Tensor) else gradient, retain_graph)
 
     # ------------------------------------------------------------ constants
     def _const(self, x) -> "Tensor":
@@ -494,27 +293,33 @@ class Tensor:
         return Tensor._wrap(xp.asarray(x, dtype=dtype) if not isinstance(x, (np.ndarray,)) or xp is np else xp.asarray(x))
 
     # ------------------------------------------------------------ operators
-    def __add__(self, o): return _E.Add.apply(self, self._const(o))
-    def __radd__(self, o): return _E.Add.apply(self._const(o), self)
-    def __sub__(self, o): return _E.Sub.apply(self, self._const(o))
-    def __rsub__(self, o): return _E.Sub.apply(self._const(o), self)
-    def __mul__(self, o): return _E.Mul.apply(self, self._const(o))
-    def __rmul__(self, o): return _E.Mul.apply(self._const(o), self)
-    def __truediv__(self, o): return _E.Div.apply(self, self._const(o))
-    def __rtruediv__(self, o): return _E.Div.apply(self._const(o), self)
-    def __neg__(self): return _E.Neg.apply(self)
-    def __matmul__(self, o): return _MM.Matmul.apply(self, self._const(o))
-    def __rmatmul__(self, o): return _MM.Matmul.apply(self._const(o), self)
-    def __abs__(self): return _E.Abs.apply(self)
-    def __getitem__(self, idx): return _M.getitem(self, idx)
+    def __add__(self, o): return elementwise.Add.apply(self, self._const(o))
+    def __radd__(self, o): return elementwise.Add.apply(self._const(o), self)
+    def __sub__(self, o): return elementwise.Sub.apply(self, self._const(o))
+    def __rsub__(self, o): return elementwise.Sub.apply(self._const(o), self)
+    def __mul__(self, o): return elementwise.Mul.apply(self, self._const(o))
+    def __rmul__(self, o): return elementwise.Mul.apply(self._const(o), self)
+    def __truediv__(self, o): return elementwise.Div.apply(self, self._const(o))
+    def __rtruediv__(self, o): return elementwise.Div.apply(self._const(o), self)
+    def __neg__(self): return elementwise.Neg.apply(self)
+    def __matmul__(self, o): return matmul.Matmul.apply(self, self._const(o))
+    def __rmatmul__(self, o): return matmul.Matmul.apply(self._const(o), self)
+    def __abs__(self): return elementwise.Abs.apply(self)
+    def __getitem__(self, idx):
+        # index tensors go in as their arrays: ops/ never see (or import) the Tensor class
+        if isinstance(idx, Tensor):
+            idx = idx.data
+        elif type(idx) is tuple:
+            idx = tuple([i.data if isinstance(i, Tensor) else i for i in idx])
+        return indexing.getitem(self, idx)
 
     def __pow__(self, o):
         if isinstance(o, Tensor):
-            return _E.Pow.apply(self, o)
-        return _E.PowScalar.apply(self, exponent=o)
+            return elementwise.Pow.apply(self, o)
+        return elementwise.PowScalar.apply(self, exponent=o)
 
     def __rpow__(self, o):
-        return _E.Pow.apply(self._const(o), self)
+        return elementwise.Pow.apply(self._const(o), self)
 
     def __setitem__(self, idx, value):
         raise TypeError("tensors are immutable in tinygrad_lm: use masked_fill, where or cat to build a new one")
@@ -525,7 +330,7 @@ class Tensor:
         try:
             out = fn(self.data, o)
         except ValueError:
-            broadcast_shapes(op, self.shape, getattr(o, "shape", ()))
+            engine.broadcast_shapes(op, self.shape, getattr(o, "shape", ()))
             raise
         return Tensor._wrap(backend.array_module(self.data).asarray(out))
 
@@ -560,24 +365,24 @@ class Tensor:
     neg = __neg__
     matmul = __matmul__
     pow = __pow__
-    def exp(self): return _E.Exp.apply(self)
-    def log(self): return _E.Log.apply(self)
-    def sqrt(self): return _E.Sqrt.apply(self)
-    def rsqrt(self): return _E.PowScalar.apply(self, exponent=-0.5)
-    def abs(self): return _E.Abs.apply(self)
-    def tanh(self): return _E.Tanh.apply(self)
-    def sigmoid(self): return _E.Sigmoid.apply(self)
-    def relu(self): return _E.Relu.apply(self)
-    def square(self): return _E.PowScalar.apply(self, exponent=2)
-    def reciprocal(self): return _E.PowScalar.apply(self, exponent=-1)
-    def gelu(self, approximate: str = "none"): return _E.Gelu.apply(self, approximate=approximate)
-    def maximum(self, o): return _E.Maximum.apply(self, self._const(o))
-    def minimum(self, o): return _E.Minimum.apply(self, self._const(o))
+    def exp(self): return elementwise.Exp.apply(self)
+    def log(self): return elementwise.Log.apply(self)
+    def sqrt(self): return elementwise.Sqrt.apply(self)
+    def rsqrt(self): return elementwise.PowScalar.apply(self, exponent=-0.5)
+    def abs(self): return elementwise.Abs.apply(self)
+    def tanh(self): return elementwise.Tanh.apply(self)
+    def sigmoid(self): return elementwise.Sigmoid.apply(self)
+    def relu(self): return elementwise.Relu.apply(self)
+    def square(self): return elementwise.PowScalar.apply(self, exponent=2)
+    def reciprocal(self): return elementwise.PowScalar.apply(self, exponent=-1)
+    def gelu(self, approximate: str = "none"): return elementwise.Gelu.apply(self, approximate=approximate)
+    def maximum(self, o): return elementwise.Maximum.apply(self, self._const(o))
+    def minimum(self, o): return elementwise.Minimum.apply(self, self._const(o))
 
     def clamp(self, min=None, max=None):
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
-        return _E.Clamp.apply(self, min=min, max=max)
+        return elementwise.Clamp.apply(self, min=min, max=max)
 
     clip = clamp
 
@@ -590,19 +395,19 @@ class Tensor:
         mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=self.device)
         if mask.dtype != np.bool_:
             raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {mask.dtype}")
-        broadcast_shapes("masked_fill", self.shape, mask.shape)
-        return _E.MaskedFill.apply(self, mask, value=value)
+        engine.broadcast_shapes("masked_fill", self.shape, mask.shape)
+        return elementwise.MaskedFill.apply(self, mask, value=value)
 
-    def tril(self, diagonal: int = 0): return _E.Tril.apply(self, diagonal=diagonal, upper=False)
-    def triu(self, diagonal: int = 0): return _E.Tril.apply(self, diagonal=diagonal, upper=True)
+    def tril(self, diagonal: int = 0): return elementwise.Tril.apply(self, diagonal=diagonal, upper=False)
+    def triu(self, diagonal: int = 0): return elementwise.Tril.apply(self, diagonal=diagonal, upper=True)
 
     # ------------------------------------------------------------ reductions
-    def sum(self, dim=None, keepdim=False): return _R.Sum.apply(self, dim=_dims(dim, self.ndim, "sum"), keepdim=keepdim)
-    def mean(self, dim=None, keepdim=False): return _R.Mean.apply(self, dim=_dims(dim, self.ndim, "mean"), keepdim=keepdim)
-    def amax(self, dim=None, keepdim=False): return _R.Max.apply(self, dim=_dims(dim, self.ndim, "amax"), keepdim=keepdim)
-    def amin(self, dim=None, keepdim=False): return _R.Min.apply(self, dim=_dims(dim, self.ndim, "amin"), keepdim=keepdim)
-    def logsumexp(self, dim=None, keepdim=False): return _R.LogSumExp.apply(self, dim=_dims(dim, self.ndim, "logsumexp"), keepdim=keepdim)
-    def prod(self, dim=None, keepdim=False): return _R.Prod.apply(self, dim=_dims(dim, self.ndim, "prod"), keepdim=keepdim)
+    def sum(self, dim=None, keepdim=False): return reduce.Sum.apply(self, dim=_dims(dim, self.ndim, "sum"), keepdim=keepdim)
+    def mean(self, dim=None, keepdim=False): return reduce.Mean.apply(self, dim=_dims(dim, self.ndim, "mean"), keepdim=keepdim)
+    def amax(self, dim=None, keepdim=False): return reduce.Max.apply(self, dim=_dims(dim, self.ndim, "amax"), keepdim=keepdim)
+    def amin(self, dim=None, keepdim=False): return reduce.Min.apply(self, dim=_dims(dim, self.ndim, "amin"), keepdim=keepdim)
+    def logsumexp(self, dim=None, keepdim=False): return reduce.LogSumExp.apply(self, dim=_dims(dim, self.ndim, "logsumexp"), keepdim=keepdim)
+    def prod(self, dim=None, keepdim=False): return reduce.Prod.apply(self, dim=_dims(dim, self.ndim, "prod"), keepdim=keepdim)
 
     def max(self, dim=None, keepdim=False):
         """Without `dim`: the largest element. With an int `dim`: `(values, indices)` as
@@ -620,7 +425,7 @@ class Tensor:
 
     def var(self, dim=None, correction=1, keepdim=False):
         """Variance with Bessel's `correction` (1 = unbiased, PyTorch's default; 0 = population)."""
-        return _R.Var.apply(self, dim=_dims(dim, self.ndim, "var"), correction=correction, keepdim=keepdim)
+        return reduce.Var.apply(self, dim=_dims(dim, self.ndim, "var"), correction=correction, keepdim=keepdim)
 
     def std(self, dim=None, correction=1, keepdim=False):
         return self.var(dim, correction, keepdim).sqrt()
@@ -645,7 +450,7 @@ class Tensor:
     # ------------------------------------------------------------ movement
     def reshape(self, *shape):
         shape = _shape_arg(shape)
-        return _M.Reshape.apply(self, shape=_resolve_shape("reshape", self.shape, shape))
+        return movement.Reshape.apply(self, shape=_resolve_shape("reshape", self.shape, shape))
 
     view = reshape
 
@@ -658,13 +463,13 @@ class Tensor:
         norm = tuple([d + n if d < 0 else d for d in dims])
         if sorted(norm) != list(range(n)):  # also catches a wrong count and dims out of range
             raise ValueError(f"permute: dims {tuple(dims)} are not a permutation of the {n} dims of shape {self.shape}")
-        return _M.Permute.apply(self, dims=norm)
+        return movement.Permute.apply(self, dims=norm)
 
     def transpose(self, dim0, dim1):
         dims = list(range(self.ndim))
         d0, d1 = _dim(dim0, self.ndim, "transpose"), _dim(dim1, self.ndim, "transpose")
         dims[d0], dims[d1] = dims[d1], dims[d0]
-        return _M.Permute.apply(self, dims=tuple(dims))
+        return movement.Permute.apply(self, dims=tuple(dims))
 
     swapaxes = transpose
 
@@ -674,11 +479,11 @@ class Tensor:
         else:
             ds = _dims(dim, self.ndim, "squeeze")
             shape = tuple(s for i, s in enumerate(self.shape) if not (i in ds and s == 1))
-        return _M.Reshape.apply(self, shape=shape)
+        return movement.Reshape.apply(self, shape=shape)
 
     def unsqueeze(self, dim):
         d = _dim(dim, self.ndim + 1, "unsqueeze")
-        return _M.Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:])
+        return movement.Reshape.apply(self, shape=self.shape[:d] + (1,) + self.shape[d:])
 
     def flatten(self, start_dim=0, end_dim=-1):
         if self.ndim == 0:
@@ -686,7 +491,7 @@ class Tensor:
         s, e = _dim(start_dim, self.ndim, "flatten"), _dim(end_dim, self.ndim, "flatten")
         if s > e:
             raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {self.shape}")
-        return _M.Reshape.apply(self, shape=self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
+        return movement.Reshape.apply(self, shape=self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
 
     def unflatten(self, dim, sizes):
         d = _dim(dim, self.ndim, "unflatten")
@@ -702,9 +507,9 @@ class Tensor:
 
     def broadcast_to(self, shape):
         shape = tuple(shape)
-        if broadcast_shapes("expand", self.shape, shape) != shape:
+        if engine.broadcast_shapes("expand", self.shape, shape) != shape:
             raise ValueError(f"expand: shape {self.shape} cannot be expanded to {shape}")
-        return _M.Expand.apply(self, shape=shape)
+        return movement.Expand.apply(self, shape=shape)
 
     def expand_as(self, other): return self.broadcast_to(other.shape)
 
@@ -723,7 +528,7 @@ class Tensor:
         out, start = [], 0
         for s in sizes:
             idx = (slice(None),) * d + (slice(start, start + s),)
-            out.append(_M.Slice.apply(self, index=idx))
+            out.append(indexing.Slice.apply(self, index=idx))
             start += s
         return tuple(out)
 
@@ -762,10 +567,11 @@ class Tensor:
             raise TypeError(f"index_select: index must be a 1-D integer tensor, got shape {index.shape} dtype {index.dtype}")
         d = _dim(dim, self.ndim, "index_select")
         n = self.shape[d]
-        if index.numel() and (int(index.data.min()) < -n or int(index.data.max()) >= n):
+        lo, hi = backend.index_span(index.data) if index.numel() else (0, -1)  # one read from a GPU
+        if lo < -n or hi >= n:
             raise IndexError(f"index_select: index out of range for dim {d} of size {n}: indices span "
-                             f"[{int(index.data.min())}, {int(index.data.max())}] (input shape {self.shape})")
-        return _M.Index.apply(self, index=(slice(None),) * d + (index.data,))
+                             f"[{lo}, {hi}] (input shape {self.shape})")
+        return indexing.Index.apply(self, index=(slice(None),) * d + (index.data,))
 
     def repeat(self, *sizes):
         sizes = _shape_arg(sizes)
@@ -845,67 +651,6 @@ def _dim(dim, ndim, op) -> int:
     return int(dim) % ndim
 
 
-# ================================================================ the backward pass
-def _run_backward(root: Tensor, seed, shared: set, retain_graph: bool) -> None:
-    """Reverse-mode sweep. `grads` maps tensor -> the summed gradient so far (tensors hash
-    by identity); `shared` holds ids of gradient arrays that alias another's (an op that
-    passes its output gradient through unchanged, like add), which must be copied before a
-    leaf keeps them as its own `.grad`."""
-    order = root._topo()
-    grads = {root: seed}
-    observer = _observer
-    for t in reversed(order):
-        g = grads.pop(t, None)
-        if g is None:
-            continue
-        if t._hooks:
-            for hook in t._hooks:
-                r = hook(Tensor._wrap(g))
-                if r is not None:
-                    if r.shape != t.shape:
-                        raise ValueError(f"hook returned a gradient of shape {r.shape} for a tensor of shape {t.shape}")
-                    g = r.data
-                    shared.add(id(g))
-        ctx = t._ctx
-        if ctx is None:  # a leaf: accumulate into .grad
-            if g.shape != t.data.shape:
-                raise RuntimeError(f"backward: a gradient of shape {g.shape} reached a leaf of shape {t.data.shape}; "
-                                   f"some op's backward did not reduce it to its input's shape")
-            if id(g) in shared or g.base is not None or (type(g) is np.ndarray and not g.flags.writeable):
-                g = g.copy()  # a leaf's .grad must own its memory (cupy arrays have no writeable flag)
-            t.grad = Tensor._wrap(g) if t.grad is None else Tensor._wrap(t.grad.data + g)
-            continue
-        if t._retains_grad:
-            t.grad = Tensor._wrap(g.copy()) if t.grad is None else Tensor._wrap(t.grad.data + g)
-        if ctx.freed:
-            raise RuntimeError(f"backward: trying to backward through the graph a second time ({type(ctx).__name__} "
-                               f"was freed after the first backward); pass retain_graph=True to the first call")
-        if observer is not None:
-            t0 = time.perf_counter()
-        in_grads = ctx.backward(g)
-        if type(in_grads) is not tuple:
-            in_grads = (in_grads,)
-        if observer is not None:
-            observer.backward(ctx, t, g, in_grads, time.perf_counter() - t0)
-        for p, pg in zip(ctx.parents, in_grads):
-            if pg is None or not p.requires_grad:
-                continue
-            if type(pg) is not np.ndarray and not hasattr(pg, "__cuda_array_interface__"):
-                pg = np.asarray(pg)  # numpy turns 0-d results into scalars
-            dt = p.data.dtype
-            if pg.dtype is not dt and pg.dtype != dt:  # identity first: builtin dtypes are singletons
-                pg = pg.astype(dt)
-            prev = grads.get(p)
-            if prev is None:
-                grads[p] = pg
-                if pg is g:
-                    shared.add(id(pg))
-            else:
-                grads[p] = prev + pg  # a fresh array, aliasing nothing
-        if not retain_graph:
-            ctx.free()
-
-
 # ================================================================ constructors
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
@@ -920,6 +665,8 @@ def _make(fn, shape, dtype, device, requires_grad):
 
 def _random(fn, shape, dtype, device, requires_grad):
     # drawn on the CPU from the one seeded generator, then moved: same numbers on every device
+    device = backend.canonical_device(device)  # "cuda" -> "cuda:0": to_device takes canonical names only
+
     def make(xp, shp, dt):
         arr = fn(shp).astype(dt, copy=False)
         return arr if xp is np else backend.to_device(arr, device)
@@ -949,16 +696,16 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
 
 def rand(*shape, dtype=None, device=None, requires_grad=False):
     """Uniform on [0, 1)."""
-    return _random(lambda s: _rng.random(s), shape, dtype, device, requires_grad)
+    return _random(lambda s: engine.get_rng().random(s), shape, dtype, device, requires_grad)
 
 
 def randn(*shape, dtype=None, device=None, requires_grad=False):
     """Standard normal."""
-    return _random(lambda s: _rng.standard_normal(s), shape, dtype, device, requires_grad)
+    return _random(lambda s: engine.get_rng().standard_normal(s), shape, dtype, device, requires_grad)
 
 
 def randint(low, high, size, dtype=np.int64, device=None):
-    return _random(lambda s: _rng.integers(low, high, s), size, dtype, device, False)
+    return _random(lambda s: engine.get_rng().integers(low, high, s), size, dtype, device, False)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
@@ -1006,7 +753,7 @@ def cat(tensors, dim=0) -> Tensor:
     for t in ts[1:]:
         if t.ndim != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != d):
             raise ValueError(f"cat: shapes {ref} and {t.shape} differ outside dim {d}")
-    return _M.Cat.apply(*ts, dim=d)
+    return movement.Cat.apply(*ts, dim=d)
 
 
 concatenate = cat
@@ -1030,8 +777,8 @@ def where(condition, input, other) -> Tensor:
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
     a, b = ref._const(input), ref._const(other)
-    broadcast_shapes("where", cond.shape, a.shape, b.shape)
-    return _E.Where.apply(cond, a, b)
+    engine.broadcast_shapes("where", cond.shape, a.shape, b.shape)
+    return elementwise.Where.apply(cond, a, b)
 
 
 def maximum(a, b): return a.maximum(b) if isinstance(a, Tensor) else b._const(a).maximum(b)
@@ -1056,12 +803,13 @@ def _take_along(input, indices, dim, op):
         raise ValueError(f"{op}: indices have {indices.ndim} dims but input has {input.ndim} "
                          f"(shapes {indices.shape} and {input.shape})")
     rest = lambda s: s[:d] + s[d + 1:]  # noqa: E731
-    broadcast_shapes(op, rest(input.shape), rest(indices.shape))
+    engine.broadcast_shapes(op, rest(input.shape), rest(indices.shape))
     n = input.shape[d]
-    if indices.numel() and (int(indices.data.min()) < -n or int(indices.data.max()) >= n):
+    lo, hi = backend.index_span(indices.data) if indices.numel() else (0, -1)  # one read from a GPU
+    if lo < -n or hi >= n:
         raise IndexError(f"{op}: index out of range for dim {d} of size {n}: indices span "
-                         f"[{int(indices.data.min())}, {int(indices.data.max())}] (input shape {input.shape})")
-    return _M.Gather.apply(input, indices, dim=d)
+                         f"[{lo}, {hi}] (input shape {input.shape})")
+    return indexing.Gather.apply(input, indices, dim=d)
 
 
 def one_hot(indices, num_classes: int = -1) -> Tensor:
@@ -1070,10 +818,11 @@ def one_hot(indices, num_classes: int = -1) -> Tensor:
     xp = backend.array_module(idx)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expected an integer tensor, got dtype {idx.dtype}")
+    lo, hi = backend.index_span(idx) if idx.size else (0, -1)  # one read from a GPU
     if num_classes < 0:
-        num_classes = int(idx.max()) + 1 if idx.size else 0
-    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_classes):
-        raise IndexError(f"one_hot: class values must be in [0, {num_classes}), got range [{int(idx.min())}, {int(idx.max())}]")
+        num_classes = hi + 1
+    if lo < 0 or hi >= num_classes:
+        raise IndexError(f"one_hot: class values must be in [0, {num_classes}), got range [{lo}, {hi}]")
     return Tensor._wrap((idx[..., None] == xp.arange(num_classes)).astype(np.int64))
 
 
@@ -1089,7 +838,7 @@ def pad(input: Tensor, pad, value=0.0) -> Tensor:
     for (b, a), s in zip(widths, input.shape):
         if s + b + a < 0:
             raise ValueError(f"pad: padding {pad} makes a negative size for shape {input.shape}")
-    return _M.Pad.apply(input, widths=tuple(widths), value=value)
+    return movement.Pad.apply(input, widths=tuple(widths), value=value)
 
 
 def embedding(weight: Tensor, indices) -> Tensor:
@@ -1098,12 +847,8 @@ def embedding(weight: Tensor, indices) -> Tensor:
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {idx.dtype}")
     n = weight.shape[0]
-    if idx.numel() and (int(idx.data.min()) < 0 or int(idx.data.max()) >= n):
-        raise IndexError(f"embedding: index out of range: indices span [{int(idx.data.min())}, {int(idx.data.max())}] "
+    lo, hi = backend.index_span(idx.data) if idx.numel() else (0, -1)  # one read from a GPU, which would wrap
+    if lo < 0 or hi >= n:
+        raise IndexError(f"embedding: index out of range: indices span [{lo}, {hi}] "
                          f"but the table has {n} rows (weight shape {weight.shape})")
-    return _I.EmbeddingLookup.apply(weight, idx)
-
-
-# The op modules import Function from this module, so they are imported last.
-from . import ops as _ops  # noqa: E402
-from .ops import elementwise as _E, reduce as _R, movement as _M, matmul as _MM, index as _I  # noqa: E402
+    return indexing.EmbeddingLookup.apply(weight, idx)

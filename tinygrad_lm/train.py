@@ -1,193 +1,81 @@
-"""Training, evaluation and checkpoint round trips for the GPT: the plain loop of nanoGPT's
-train.py, on our engine.
+"""Training the GPT: the plain loop of nanoGPT's train.py, on our engine.
 
 One step: draw a random batch of (B, T) windows, x = tokens[i:i+T], y = tokens[i+1:i+T+1]
 (every position is a next-token prediction, so one window gives T training targets),
 loss = mean cross-entropy of the logits against y, backward, clip the gradient norm,
 AdamW step with a warmup + cosine learning rate.
+
+`train(cfg)` runs a whole configured run (TrainConfig and the preset table: train_config.py)
+and writes into cfg.out_dir: the checkpoint (checkpoint.py; at every evaluation, at the end
+and on Ctrl-C or SIGTERM), loss.csv (a row per step and per evaluation) and, with
+matplotlib, loss.png. `train_step` and `fit` are the loop's body for scripts, examples and
+benchmarks. What a run does around its steps (the folder's lock, the step loop with its
+evaluations, saves and signals, the divergence guard, loss.csv and loss.png) is runs.py,
+shared with `dpo` (preference.py).
+
+What a run guarantees (docs/reliability.md has every case, tried):
+* everything that can be checked is checked before anything is written: the flags' ranges,
+  the data file, the memory the configuration needs, an existing checkpoint;
+* one writer per folder: the run holds an exclusive lock on <out_dir>/train.lock throughout,
+  and a second run into the same folder fails at once naming the holder's pid;
+* --resume is the same run: the checkpoint's whole configuration (train_config.resume_config)
+  and the same text (checked by SHA-256);
+* a non-finite loss or gradient norm stops the run before the optimizer uses it
+  (TrainingDiverged): the last good checkpoint stays, and the message names the step, what
+  went non-finite and the flags that plausibly caused it;
+* Ctrl-C and SIGTERM (what batch schedulers send before they kill) both save a checkpoint of
+  the last finished step.
+
+Data parallel (docs/distributed.md): launched as several MPI ranks (`mpiexec -n N`, `--nproc
+N`), or with --grad-accum-steps > 1, a step is distributed.DataParallel.step instead of
+train_step: each rank its rows of the same global batch, one all-reduce of the gradients (and
+of the loss and the signal flags) before the clip and the divergence check, so every rank
+checks the same numbers and stops at the same step. Rank 0 alone locks the folder, logs and
+writes; every rank reads the data and the checkpoint. The hooks are marked "# data parallel".
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
-import signal
-import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, replace
+from functools import partial
 
 import numpy as np
 
-from . import backend
-from .tensor import get_rng_state, manual_seed, set_rng_state
-from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint, save_checkpoint
-from .data import (DataError, builtin_corpus, build_tokenizer, get_batch, iter_eval_batches, load_text,
-                   tokenizer_from_dict, train_val_split, CORPUS_NAME)
-from .tensor import Tensor, no_grad
+from . import backend, distributed
+from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, data_record, load_init, load_training_checkpoint,
+                         model_config, model_dtype, read_meta, run_text, save_training_checkpoint)
+from .data import (build_tokenizer, check_encodable, encode_splits, examples_text, get_batch, is_jsonl, load_corpus,
+                   load_prompt_completion, sample_batch, text_sha256)
+from .engine import get_rng_state, manual_seed, set_rng_state
+from .evaluate import estimate_loss, perplexity
+from .resources import check_training_fits
+from .runs import (Divergence, LossLog, StepLoop, TrainingDiverged, locked_out_dir, progress_bar, refuse_if_in_use,
+                   say)
+from .runs import prepare_out_dir as _prepare_out_dir
+from .tensor import Tensor
+from .ranges import flag_name
+from .train_config import PRESETS, TrainConfig, config_from_args, resume_config
 
-MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "gelu_approximate")
-_MODEL_KEY_DEFAULTS = {"gelu_approximate": "tanh"}  # for checkpoints written before the key existed
-
-
-@dataclass
-class TrainConfig:
-    # data
-    data: str | None = None          # a UTF-8 text file; None = the built-in corpus
-    tokenizer: str = "char"          # char | bpe
-    vocab_size: int | None = None    # for bpe
-    # model
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    bias: bool = False
-    gelu_approximate: str = "tanh"   # tanh (GPT-2's gelu_new) | none (exact erf, nanoGPT's nn.GELU())
-    # optimisation
-    batch_size: int = 12
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    max_iters: int = 2000
-    lr_decay_iters: int | None = None  # default: max_iters
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    # evaluation and logging
-    eval_interval: int = 250
-    eval_iters: int = 20
-    sample_tokens: int = 200
-    seed: int = 1337
-    device: str = "cpu"
-    dtype: str = "float32"
-    out_dir: str = "out"
-    resume: bool = False
-    force: bool = False
-    progress: bool = True
-    explicit: tuple = ()             # names of the options given on the command line (checked on --resume)
-
-    def validate(self) -> None:
-        def need(cond, msg):
-            if not cond:
-                raise ValueError(msg)
-        need(self.n_layer >= 1, f"--n-layer must be >= 1, got {self.n_layer}")
-        need(self.n_head >= 1 and self.n_embd >= 1, f"--n-head and --n-embd must be >= 1, got {self.n_head} and {self.n_embd}")
-        need(self.n_embd % self.n_head == 0, f"--n-embd {self.n_embd} is not divisible by --n-head {self.n_head}")
-        need(self.block_size >= 1, f"--block-size must be >= 1, got {self.block_size}")
-        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        need(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
-        need(self.lr > 0 and self.min_lr >= 0, f"--lr must be > 0 and --min-lr >= 0, got {self.lr} and {self.min_lr}")
-        need(self.max_iters >= 0 and self.warmup_iters >= 0, "--max-iters and --warmup-iters must be >= 0")
-        need(self.eval_interval >= 1 and self.eval_iters >= 1, "--eval-interval and --eval-iters must be >= 1")
-        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"--beta1/--beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
-        need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0 disables), got {self.grad_clip}")
-        need(self.gelu_approximate in ("tanh", "none"), f"--gelu-approximate must be tanh or none, got {self.gelu_approximate!r}")
-        need(self.tokenizer in ("char", "bpe"), f"--tokenizer must be char or bpe, got {self.tokenizer!r}")
-        need(self.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {self.dtype!r}")
-        if self.tokenizer == "bpe":
-            need(self.vocab_size is not None and self.vocab_size >= 256, f"--tokenizer bpe needs --vocab-size >= 256, got {self.vocab_size}")
-
-
-PRESETS = {
-    # nanoGPT's CPU config (config/train_shakespeare_char.py with its "on a macbook" overrides)
-    "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000, lr=1e-3,
-                min_lr=1e-4, lr_decay_iters=2000, warmup_iters=100, dropout=0.0, beta2=0.99, weight_decay=0.1,
-                grad_clip=1.0, eval_interval=250, eval_iters=20),
-    # nanoGPT's baby Shakespeare config (config/train_shakespeare_char.py)
-    "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, max_iters=5000, lr=1e-3,
-                min_lr=1e-4, lr_decay_iters=5000, warmup_iters=100, dropout=0.2, beta2=0.99, weight_decay=0.1,
-                grad_clip=1.0, eval_interval=250, eval_iters=200),
-}
-
-
-# ---------------------------------------------------------------- data
-def load_corpus(path: str | None) -> tuple[str, str]:
-    """(text, name): the file at `path`, or the built-in corpus."""
-    if path is None:
-        return builtin_corpus(), CORPUS_NAME
-    return load_text(path), path
-
-
-def encode_splits(text: str, tok, block_size: int):
-    ids = tok.encode_array(text)
-    train, val = train_val_split(ids)
-    for name, split in (("train", train), ("val", val)):
-        if len(split) < block_size + 1:
-            raise DataError(f"the {name} split has {len(split)} tokens; need at least block_size + 1 = {block_size + 1} "
-                            f"(the corpus has {len(ids)} tokens in all: use a longer text or a smaller --block-size)")
-    return train, val
-
-
-# ---------------------------------------------------------------- model construction
-def build_model(config: dict, device: str = "cpu", dtype: str = "float32"):
-    from .models.gpt import GPT, GPTConfig
-    model = GPT(GPTConfig(**config))
-    if dtype != "float32":
-        for p in model.parameters():
-            p.data = p.data.astype(dtype)
-    return model.to(device) if device != "cpu" else model
-
-
-def model_arrays(model) -> dict:
-    return {k: backend.to_numpy(v.data if isinstance(v, Tensor) else v) for k, v in model.state_dict().items()}
-
-
-def load_model(out_dir: str, device: str = "cpu"):
-    """-> (model, tokenizer, meta) from the checkpoint in out_dir."""
-    arrays, _, meta = load_checkpoint(out_dir)
-    try:
-        tok = tokenizer_from_dict(meta["tokenizer"])
-        model = build_model(meta["config"], "cpu", meta.get("dtype", "float32"))
-        model.load_state_dict({k: Tensor(v) for k, v in arrays.items()})
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint in {out_dir} does not match its own config: {e}") from None
-    if device != "cpu":
-        model.to(device)
-    model.eval()
-    return model, tok, meta
-
-
-def split_arrays(obj, arrays: dict, prefix: str = ""):
-    """A JSON-able skeleton of a nested state (dicts, lists, numbers) in which every array is
-    replaced by {"__array__": key}, the arrays going into `arrays` (for safetensors)."""
-    if isinstance(obj, dict):
-        return {str(k): split_arrays(v, arrays, f"{prefix}{k}.") for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [split_arrays(v, arrays, f"{prefix}{i}.") for i, v in enumerate(obj)]
-    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        key = prefix[:-1]
-        arrays[key] = backend.to_numpy(obj.data if isinstance(obj, Tensor) else obj)
-        return {"__array__": key}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def join_arrays(skeleton, arrays: dict):
-    """The inverse of split_arrays."""
-    if isinstance(skeleton, dict):
-        if set(skeleton) == {"__array__"}:
-            try:
-                return arrays[skeleton["__array__"]]
-            except KeyError:
-                raise CheckpointError(f"optimizer state is missing array {skeleton['__array__']!r}") from None
-        return {k: join_arrays(v, arrays) for k, v in skeleton.items()}
-    if isinstance(skeleton, list):
-        return [join_arrays(v, arrays) for v in skeleton]
-    return skeleton
+# TrainConfig, PRESETS and config_from_args live in train_config.py (no engine imports, so the
+# CLI's parser can read them without importing this module) and are part of this one's API.
+__all__ = ["PRESETS", "TrainConfig", "TrainingDiverged", "config_from_args", "fit", "lr_at", "prepare_out_dir",
+           "train", "train_step"]
 
 
 # ---------------------------------------------------------------- one step
-def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0) -> Tensor:
+def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0, check=None) -> Tensor:
     """One optimisation step: loss = cross-entropy(model(x), y); backward; clip the global
-    gradient norm to `grad_clip` (0 = off); AdamW step; clear the gradients. Returns the loss."""
+    gradient norm to `grad_clip` (0 = off); AdamW step; clear the gradients. Returns the loss.
+    `check(loss, grad_norm)` (grad_norm None when not clipping), when given, runs before the
+    optimizer step and may raise to keep the weights as they were (see TrainingDiverged)."""
     from .optim import clip_grad_norm_
     _, loss = model(x, y)
     loss.backward()
-    if grad_clip > 0:
-        clip_grad_norm_(model.parameters(), grad_clip)
+    grad_norm = clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
+    if check is not None:
+        check(loss, grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
@@ -214,201 +102,294 @@ def _model_device(model) -> str:
     return next(iter(model.parameters())).device
 
 
-# ---------------------------------------------------------------- evaluation
-@no_grad()
-def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, iters: int, seed: int, device: str) -> float:
-    """Mean loss over `iters` random batches from a generator seeded with `seed` (the same
-    batches at every evaluation, so the curve compares like with like)."""
-    rng = np.random.default_rng(seed)
-    was = model.training
-    model.eval()
-    losses = []
-    for _ in range(iters):
-        x, y = get_batch(data, batch_size, block_size, rng)
-        _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
-        losses.append(loss.data)
-    model.train(was)
-    return float(np.mean([float(l) for l in losses]))
-
-
-@no_grad()
-def evaluate_split(model, data: np.ndarray, batch_size: int, device: str, max_batches: int | None = None) -> dict:
-    """Exact loss over a whole split: contiguous windows of block_size, every token scored once.
-    Perplexity = exp(mean negative log-likelihood per token)."""
-    block = model.config.block_size
-    model.eval()
-    total, count = 0.0, 0
-    for i, (x, y) in enumerate(iter_eval_batches(data, batch_size, block)):
-        if max_batches is not None and i >= max_batches:
-            break
-        _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
-        total += float(loss.data) * y.size
-        count += y.size
-    nll = total / max(count, 1)
-    return {"loss": nll, "perplexity": math.exp(nll), "tokens": count}
-
-
 # ---------------------------------------------------------------- the loop
-def _lr_at(it: int, cfg: TrainConfig) -> float:
+def lr_at(it: int, cfg: TrainConfig) -> float:
+    """The learning rate of step `it` under cfg's warmup + cosine schedule (optim.get_lr)."""
     from .optim import get_lr
     return get_lr(it, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters, cfg.lr, cfg.min_lr)
 
 
-class _Interrupt:
-    """Turns the first Ctrl-C into a flag the loop checks between steps, so the checkpoint
-    saved on exit is of a finished step; a second Ctrl-C interrupts at once."""
-
-    def __init__(self):
-        self.hit = False
-
-    def __enter__(self):
-        self.prev = signal.getsignal(signal.SIGINT)
-        try:
-            signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread
-            self.prev = None
-        return self
-
-    def _handler(self, *_):
-        if self.hit:
-            raise KeyboardInterrupt
-        self.hit = True
-
-    def __exit__(self, *exc):
-        if self.prev is not None:
-            signal.signal(signal.SIGINT, self.prev)
+# ---------------------------------------------------------------- divergence
+def plausible_causes(cfg: TrainConfig, step: int, lr_now: float) -> list[str]:
+    """The flags that plausibly made a run diverge, most certain first. Decoupled weight decay
+    multiplies every decayed weight by 1 - lr * weight_decay each step: with lr * weight_decay
+    above 2 that factor is below -1 and grows the weights without bound whatever the
+    gradients, so it is named alone (as --weight-decay when that is above 1, else --lr); otherwise
+    the learning rate is the usual cause, helped by no clipping or no warmup."""
+    peak = max(cfg.lr, getattr(cfg, "min_lr", 0.0))  # (a dpo run's rate has no decay, so no min_lr)
+    factor = 1 - peak * cfg.weight_decay
+    if factor < -1:
+        why = f"each step multiplies the weights by 1 - lr x weight_decay = {factor:.3g}, so they grow without bound"
+        if cfg.weight_decay > 1:  # AdamW's decay is a fraction, 0.1 in GPT-2: the decay is out of line
+            return [f"--weight-decay {cfg.weight_decay:g} with --lr {peak:g} ({why})"]
+        return [f"--lr {peak:g} with --weight-decay {cfg.weight_decay:g} ({why})"]
+    causes = [f"--lr {cfg.lr:g} (the rate at step {step} was {lr_now:.3g})"]
+    if cfg.grad_clip == 0:
+        causes.append("--grad-clip 0 (no clipping)")
+    if cfg.warmup_iters == 0:
+        causes.append("--warmup-iters 0 (no warmup)")
+    if factor < 0:
+        causes.append(f"--weight-decay {cfg.weight_decay:g} (1 - lr x weight_decay = {factor:.3g} flips the weights' "
+                      f"signs every step)")
+    return causes
 
 
 def prepare_out_dir(cfg: TrainConfig) -> None:
     """Refuse to clobber an existing checkpoint unless --resume or --force."""
-    if os.path.exists(cfg.out_dir) and not os.path.isdir(cfg.out_dir):
-        raise ValueError(f"--out-dir {cfg.out_dir} exists and is not a directory")
-    existing = checkpoint_dir(cfg.out_dir) if os.path.isdir(cfg.out_dir) else None
-    if cfg.resume and existing is None:
-        raise CheckpointError(f"--resume: no checkpoint in {cfg.out_dir}")
-    if existing and not cfg.resume and not cfg.force:
-        try:
-            with open(os.path.join(existing, "meta.json"), encoding="utf-8") as f:
-                old = json.load(f)
-            desc = f" (step {old.get('step')}, config {old.get('config')})"
-        except (OSError, ValueError):
-            desc = ""
-        raise ValueError(f"--out-dir {cfg.out_dir} already holds a checkpoint{desc}; pass --resume to continue it "
-                         f"or --force to overwrite it")
+    _prepare_out_dir(cfg.out_dir, cfg.resume, cfg.force)
 
 
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train a GPT as configured; returns a summary dict. Saves checkpoints to cfg.out_dir at
-    every evaluation, at the end, and on Ctrl-C."""
+    every evaluation, at the end, and on Ctrl-C or SIGTERM. Everything that can be refused is
+    refused before anything is written; the run then holds out_dir's lock throughout."""
+    cfg = replace(cfg)  # resolved below (absolute data path, the schedule): the caller's stays as given
     cfg.validate()
-    device = backend.canonical_device(cfg.device)
+    dist = distributed.init()  # data parallel: None = one process, the loop below exactly
+    if dist is not None:
+        if not cfg.resume:  # a resumed run's batch is the checkpoint's: checked in _train_locked
+            distributed.check_batch(cfg.batch_size, dist.world_size, cfg.grad_accum_steps)
+        dist.device_for(cfg.device)
+        if not dist.is_main:  # rank 0 alone logs, writes and holds the lock
+            log, cfg.progress = (lambda *a, **k: None), False
+    backend.canonical_device(cfg.device)
+    init_given = cfg.init_from  # as given, for messages
+    if cfg.init_from is not None:  # recorded absolute, like --data: a --resume from any folder compares equal
+        cfg.init_from = os.path.abspath(cfg.init_from)
+        if not cfg.resume and os.path.realpath(cfg.out_dir) == os.path.realpath(cfg.init_from):
+            raise ValueError(f"--out-dir {cfg.out_dir} is the --init-from folder: fine-tuning writes a new run into "
+                             f"another --out-dir, and the checkpoint it starts from stays as it is")
+    if dist is None or dist.is_main:
+        refuse_if_in_use(cfg.out_dir)  # first: a folder in use is the one thing to say (and nothing is created)
     prepare_out_dir(cfg)
-    text, corpus_name = load_corpus(cfg.data)
+    fresh = None
+    if not cfg.resume:  # read and size everything before the folder is touched
+        init = _init_from(cfg, init_given) if cfg.init_from is not None else None
+        text, corpus_name = load_corpus(cfg.data)
+        if init is not None:
+            tok = init[1]
+            _check_memory(cfg, tok.vocab_size, "the --init-from checkpoint's vocab_size",
+                          {k: f"the --init-from checkpoint's {k}" for k in ("n_layer", "n_head", "n_embd", "block_size")})
+        else:
+            source = examples_text(text, corpus_name) if is_jsonl(cfg.data) else text
+            vocab = cfg.vocab_size if cfg.tokenizer == "bpe" else len(set(source))
+            _check_memory(cfg, vocab, "--vocab-size" if cfg.tokenizer == "bpe" else "the text's vocabulary")
+            tok = build_tokenizer(cfg.tokenizer, source, cfg.vocab_size)
+        train_data, val_data = _splits(text, corpus_name, tok, cfg, log, "the --init-from checkpoint's" if init else None)
+        fresh = (text, corpus_name, tok, train_data, val_data, init)
+    if dist is not None and not dist.is_main:  # data parallel: ranks > 0 create and lock nothing; a
+        return _train_locked(cfg, fresh, log)  # failure of rank 0's (in use) is agreed in setup_done
+    # prepare_out_dir again once locked: another run may have finished in the folder since
+    with locked_out_dir(cfg.out_dir, recheck=lambda: prepare_out_dir(cfg)):
+        return _train_locked(cfg, fresh, log)
 
+
+def _init_from(cfg: TrainConfig, given: str):
+    """Fine-tuning: the --init-from checkpoint (`given`: the path as the user gave it) ->
+    (model, tokenizer, meta); cfg takes the checkpoint's shape, dtype and tokenizer. A flag
+    given that differs from them is refused."""
+    model, tok, meta = load_init(given)
+    fixed = {k: getattr(model.config, k) for k in MODEL_KEYS}
+    fixed.update(dtype=model_dtype(meta), tokenizer=tok.kind, vocab_size=tok.vocab_size if tok.kind == "bpe" else None)
+    for k, v in fixed.items():
+        if k in cfg.explicit and getattr(cfg, k) != v:
+            raise ValueError(f"--init-from {given}: {flag_name(k)} {getattr(cfg, k)} differs from the "
+                             f"checkpoint's {v} (a fine-tuned model keeps the shape, dtype and tokenizer of the "
+                             f"checkpoint it starts from: leave {flag_name(k)} out)")
+        setattr(cfg, k, v)
+    return model, tok, meta
+
+
+def _splits(text, source, tok, cfg: TrainConfig, log, whose=None):
+    """-> (train, val): the token arrays of a text (90/10), or the SequenceSets of a JSONL
+    file's prompt/completion examples. `whose` names a tokenizer that did not come from this
+    text (--init-from): a character it cannot encode is named with its line and column."""
+    if is_jsonl(cfg.data):
+        train_set, val_set, notes = load_prompt_completion(text, source, tok, cfg.block_size, cfg.loss_on,
+                                                           whose or "the run's")
+        for line in notes:
+            log(line)
+        return train_set, val_set
+    if whose is not None:
+        check_encodable(tok, text, source, whose)
+    return encode_splits(text, tok, cfg.block_size)
+
+
+def _check_memory(cfg: TrainConfig, vocab_size: int, vocab_label: str, labels: dict | None = None) -> None:
+    config = dict(vocab_size=vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
+    check_training_fits(config, cfg.batch_size, cfg.dtype, backend.canonical_device(cfg.device),
+                        labels={**(labels or {}), "vocab_size": vocab_label})
+
+
+def _resume(cfg: TrainConfig, log):
+    """-> (cfg of the run to continue, its text, its name) for --resume, every check made and
+    the allowed changes printed, before any tensor is read."""
+    d, meta = read_meta(cfg.out_dir)
+    where = os.path.join(d, "meta.json")
+    if "dpo_config" in meta:
+        raise CheckpointError(f"--resume: {cfg.out_dir} holds a dpo run, not a train run ({where} has 'dpo_config'): "
+                              f"continue it with tinygrad-lm dpo --resume")
+    for k in ("step", "optimizer", "batch_rng", "model_rng"):
+        if k not in meta:
+            raise CheckpointError(f"checkpoint file {where} has no {k!r}: it is not a training checkpoint, "
+                                  f"so it cannot be resumed")
+    saved = meta.get("train_config")
+    if saved is not None and not isinstance(saved, dict):
+        raise CheckpointError(f"checkpoint file {where}: 'train_config' is not a JSON object")
+    model = model_config(meta, where)
+    run, notes = resume_config(cfg, saved, model, model_dtype(meta, where))
+    if "data" in cfg.explicit:  # the text given must be the run's text, wherever it now lies
+        text, corpus_name = load_corpus(cfg.data)
+        rec = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+        sha = rec.get("sha256")
+        if isinstance(sha, str):
+            if text_sha256(text) != sha:
+                raise ValueError(f"--resume: --data {cfg.data} is not the text this run trained on "
+                                 f"({rec.get('path') or rec.get('name')}; the SHA-256 differs)")
+        elif (saved or {}).get("data") is None or os.path.abspath(saved["data"]) != os.path.abspath(cfg.data):
+            raise ValueError(f"--resume: --data {cfg.data} differs from the checkpoint's "
+                             f"{(saved or {}).get('data') or 'built-in corpus'}")
+        if rec.get("path") and os.path.abspath(cfg.data) != rec["path"]:
+            notes.append(f"--resume: --data {cfg.data} holds the same text as the run's {rec['path']}")
+        run.data = os.path.abspath(cfg.data)
+    else:  # the run's own text: never the built-in corpus in place of a file
+        text, corpus_name, path = run_text(meta, cfg.out_dir, hint="; pass --data with the text the run trained on")
+        run.data = path
+    for line in notes:
+        log(line)
+    _check_memory(run, model["vocab_size"], "the checkpoint's vocab_size",
+                  {k: f"the checkpoint's {k}" for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size")})
+    return run, text, corpus_name
+
+
+def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
+    dist = distributed.init()  # data parallel: this rank (None: one process)
+    main = dist is None or dist.is_main
     start_iter, best_val, history = 0, math.inf, []
     if cfg.resume:
-        arrays, optim_arrays, meta = load_checkpoint(cfg.out_dir)
-        tok = tokenizer_from_dict(meta["tokenizer"])
-        for k in MODEL_KEYS:  # the architecture comes from the checkpoint
-            saved = meta["config"].get(k, _MODEL_KEY_DEFAULTS.get(k))
-            if k in cfg.explicit and getattr(cfg, k) != saved:
-                raise ValueError(f"--resume: --{k.replace('_', '-')} {getattr(cfg, k)} differs from the checkpoint's "
-                                 f"{saved} (the architecture of a resumed run comes from its checkpoint)")
-            setattr(cfg, k, saved)
-        train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
-        model = build_model(meta["config"], "cpu", meta.get("dtype", cfg.dtype))
-        model.load_state_dict({k: Tensor(v) for k, v in arrays.items()})
+        cfg, text, corpus_name = _resume(cfg, log)
+        # the run's global batch over this job's ranks and --grad-accum-steps (both may differ from the run's)
+        distributed.check_batch(cfg.batch_size, 1 if dist is None else dist.world_size, cfg.grad_accum_steps)
+        model, tok, meta, optim_state = load_training_checkpoint(cfg.out_dir)
+        train_ids, val_ids = _splits(text, corpus_name, tok, cfg, log)
         start_iter, best_val = meta["step"], meta.get("best_val_loss", math.inf)
         history = [h for h in meta.get("history", []) if h["step"] < start_iter]
+        init_record = meta.get("init")
     else:
-        tok = build_tokenizer(cfg.tokenizer, text, cfg.vocab_size)
-        train_ids, val_ids = encode_splits(text, tok, cfg.block_size)
+        text, corpus_name, tok, train_ids, val_ids, init = fresh
+        if cfg.data is not None:
+            cfg.data = os.path.abspath(cfg.data)  # a checkpoint names its data file from any folder
+        if cfg.lr_decay_iters is None:  # "decay over max_iters", fixed now: --resume may change max_iters
+            cfg.lr_decay_iters = cfg.max_iters
         manual_seed(cfg.seed)
         config = dict(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
-        model = build_model(config, "cpu", cfg.dtype)
+        model = build_model(config, "cpu", cfg.dtype) if init is None else init[0]
+        init_record = None if init is None else {"path": cfg.init_from, "step": init[2].get("step"),
+                                                 "data": init[2].get("data")}
+    device = backend.canonical_device(cfg.device if dist is None else dist.device_for(cfg.device))
     if device != "cpu":
         model.to(device)
+    data = data_record(cfg.data, corpus_name, text)
     config = dict(vocab_size=tok.vocab_size, **{k: getattr(cfg, k) for k in MODEL_KEYS})
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
     rng = np.random.default_rng(cfg.seed)
     if cfg.resume:
-        optimizer.load_state_dict(join_arrays(meta["optimizer"], optim_arrays))
+        optimizer.load_state_dict(optim_state)
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"corpus {corpus_name}: {len(text):,} characters -> {len(train_ids):,} train / {len(val_ids):,} val tokens "
-        f"({cfg.tokenizer} tokenizer, vocab {tok.vocab_size})")
+    # data parallel: the step is train_step in one process without accumulation, else DataParallel's
+    dp = None if dist is None and cfg.grad_accum_steps == 1 else \
+        distributed.DataParallel(model, optimizer, dist, cfg.grad_accum_steps, cfg.grad_clip)
+    estimate = estimate_loss if dist is None else partial(distributed.estimate_loss, dist)
+    if is_jsonl(cfg.data):
+        log(f"examples {corpus_name}: {len(train_ids):,} train / {len(val_ids):,} val examples, "
+            f"{train_ids.num_targets():,} / {val_ids.num_targets():,} target tokens (loss on {cfg.loss_on}; "
+            f"{cfg.tokenizer} tokenizer, vocab {tok.vocab_size})")
+    else:
+        log(f"corpus {corpus_name}: {len(text):,} characters -> {len(train_ids):,} train / {len(val_ids):,} val tokens "
+            f"({cfg.tokenizer} tokenizer, vocab {tok.vocab_size})")
+    if init_record is not None:
+        log(f"fine-tuning: the weights of {init_record['path']} (step {init_record['step']}) are the start; its "
+            f"tokenizer and shape are the model's")
     log(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, block {cfg.block_size}, "
         f"{n_params:,} parameters, {device}, {cfg.dtype}" + (f"; resuming at step {start_iter}" if cfg.resume else ""))
+    if dist is not None:  # data parallel
+        log(f"data parallel: {dist.world_size} ranks x {cfg.batch_size // dist.world_size} rows of the global batch "
+            f"{cfg.batch_size}" + (f", {cfg.grad_accum_steps} micro-batches each" if cfg.grad_accum_steps > 1 else "")
+            + (f"; BLAS threads per rank: {dist.blas_threads}" if dist.blas_threads else
+               "; BLAS threads not pinned (pip install threadpoolctl, or set OMP_NUM_THREADS)" if dist.local_size > 1
+               else ""))
+        dist.setup_done(dp.params, cfg.seed, start_iter)  # every rank set up alike, or all stop here
 
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    csv_path = os.path.join(cfg.out_dir, "loss.csv")
-    rows = [r for r in _read_csv(csv_path) if int(r["step"]) < start_iter] if cfg.resume else []
+    losses = LossLog(cfg.out_dir, LOSS_CSV_FIELDS)
+    if cfg.resume:
+        losses.resume_from(start_iter)
+    guard = Divergence(model, cfg.out_dir, lambda step, lr_now: plausible_causes(cfg, step, lr_now),
+                       last_saved=start_iter if cfg.resume else None)
 
     def save(step):
-        opt_arrays = {}
-        opt_plain = split_arrays(optimizer.state_dict(), opt_arrays)
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
-                "model_rng": get_rng_state(), "optimizer": opt_plain, "train_config": asdict(cfg),
-                "corpus": corpus_name}
-        save_checkpoint(cfg.out_dir, model_arrays(model), opt_arrays, meta)
-        _write_csv(csv_path, rows)
+                "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name, "data": data}
+        if init_record is not None:
+            meta["init"] = init_record
+        if main:  # data parallel: rank 0 alone writes
+            save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
+            losses.write(step)
+        guard.saved(step)
 
-    tokens_per_step = cfg.batch_size * cfg.block_size
+    def evaluate(it):
+        nonlocal best_val
+        tl = estimate(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
+        vl = estimate(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
+        if not (math.isfinite(tl) and math.isfinite(vl)):
+            guard.fail(it, f"the evaluation loss is {tl if not math.isfinite(tl) else vl}", lr_at(max(it - 1, 0), cfg))
+        best_val = min(best_val, vl)
+        history.append({"step": it, "train_loss": tl, "val_loss": vl})
+        losses.add(step=it, eval_train_loss=f"{tl:.6f}", eval_val_loss=f"{vl:.6f}", val_perplexity=f"{perplexity(vl):.4f}")
+        say(bar, log, f"step {it}: train loss {tl:.4f}, val loss {vl:.4f}, val perplexity {perplexity(vl):.2f}")
+
+    def step(it):
+        nonlocal tokens
+        lr = lr_at(it, cfg)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        x, y = sample_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
+        tokens += x.size
+        step_loss = []
+
+        def check(loss, grad_norm):  # before the optimizer step: a non-finite update is never applied
+            # the step's one host sync (clip_grad_norm_ already brought the norm); DataParallel passes
+            # the all-reduced loss as a float, the same on every rank
+            step_loss.append(guard.check(it, loss, grad_norm, lr))
+        if dp is None:
+            train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip, check)
+        else:  # data parallel: the global batch; each rank keeps its rows; the loss is the whole batch's
+            dp.step(x, y, loop.signal.hit, check)
+        losses.add(step=it, lr=f"{lr:.6g}", loss=f"{step_loss[0]:.6f}")
+        return step_loss[0]
+
+    tokens = 0  # inputs fed to training steps (examples are padded to their batch's longest, not block_size)
     t0 = time.perf_counter()
-    train_time, steps_done = 0.0, 0
     model.train()
-    it = start_iter
-    bar = _progress(cfg, start_iter)
-    interrupted = False
-    with _Interrupt() as stop:
-        while True:
-            if it % cfg.eval_interval == 0 or it == cfg.max_iters:
-                tl = estimate_loss(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
-                vl = estimate_loss(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
-                best_val = min(best_val, vl)
-                history.append({"step": it, "train_loss": tl, "val_loss": vl})
-                rows.append({"step": it, "lr": "", "loss": "", "eval_train_loss": f"{tl:.6f}",
-                             "eval_val_loss": f"{vl:.6f}", "val_perplexity": f"{math.exp(vl):.4f}"})
-                _say(bar, log, f"step {it}: train loss {tl:.4f}, val loss {vl:.4f}, val perplexity {math.exp(vl):.2f}")
-                if it > start_iter or it == cfg.max_iters:
-                    save(it)
-            if it >= cfg.max_iters:
-                break
-            if stop.hit:
-                interrupted = True
-                break
-            ts = time.perf_counter()
-            lr = _lr_at(it, cfg)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            x, y = get_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
-            loss = train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip)
-            lossf = float(loss.data)
-            if not math.isfinite(lossf):
-                raise FloatingPointError(f"training diverged at step {it}: loss is {lossf} (try a lower --lr)")
-            train_time += time.perf_counter() - ts
-            steps_done += 1
-            rows.append({"step": it, "lr": f"{lr:.6g}", "loss": f"{lossf:.6f}", "eval_train_loss": "",
-                         "eval_val_loss": "", "val_perplexity": ""})
-            it += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"loss {lossf:.4f}, {steps_done * tokens_per_step / max(train_time, 1e-9):,.0f} tok/s")
-    if bar is not None:
-        bar.close()
-    if interrupted:
-        save(it)
-        log(f"interrupted: saved a checkpoint at step {it} in {cfg.out_dir} (continue with --resume)")
+    bar = progress_bar(cfg.progress, cfg.max_iters, start_iter)
+    loop = StepLoop(start_iter, cfg.max_iters, cfg.eval_interval, bar)
+    loop.run(evaluate, step, save, cfg.out_dir, log,
+             postfix=lambda lp, lossf: f"loss {lossf:.4f}, {tokens / max(lp.step_seconds, 1e-9):,.0f} tok/s",
+             stopped=None if dp is None else (lambda: dp.stop))  # data parallel: agreed in the last step's all-reduce
+    it, interrupted = loop.it, loop.interrupted
     elapsed = time.perf_counter() - t0
-    _plot(cfg.out_dir, rows, log)
-    summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": math.exp(best_val) if best_val < math.inf else math.inf,
-               "seconds": elapsed, "tokens_per_second": steps_done * tokens_per_step / max(train_time, 1e-9),
-               "interrupted": interrupted, "out_dir": cfg.out_dir}
+    if main:  # data parallel: rank 0 alone writes
+        losses.plot([("cross-entropy (nats/token)", [("loss", "batch loss", "line"),
+                                                     ("eval_train_loss", "train (eval)", "o-"),
+                                                     ("eval_val_loss", "val (eval)", "o-")])])
+    summary = {"steps": it, "best_val_loss": best_val, "best_val_perplexity": perplexity(best_val),
+               "seconds": elapsed, "tokens_per_second": tokens / max(loop.step_seconds, 1e-9),
+               "interrupted": bool(interrupted), "signal": interrupted, "out_dir": cfg.out_dir}
     log(f"done: {it} steps in {elapsed:.1f}s, {summary['tokens_per_second']:,.0f} tokens/s (training steps only); "
         f"best val loss {best_val:.4f}, perplexity {summary['best_val_perplexity']:.2f}; checkpoint in {cfg.out_dir}")
-    if cfg.sample_tokens > 0 and not interrupted:
+    if cfg.sample_tokens > 0 and not interrupted and main:
         from .generate import generate
         prompt = tok.encode("\n") if _can_encode(tok, "\n") else [0]
         g = generate(model, prompt, cfg.sample_tokens, strategy="sample", temperature=0.8,
@@ -426,81 +407,5 @@ def _can_encode(tok, s):
         return False
 
 
-def _say(bar, log, msg):
-    if bar is not None:
-        bar.write(msg)
-    else:
-        log(msg)
-
-
-def _progress(cfg, start):
-    if not cfg.progress:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=cfg.max_iters, initial=start, unit="step", dynamic_ncols=True, file=sys.stderr,
-                disable=None)
-
-
-_CSV_FIELDS = ["step", "lr", "loss", "eval_train_loss", "eval_val_loss", "val_perplexity"]
-
-
-def _read_csv(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _write_csv(path, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _plot(out_dir, rows, log):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    steps = [int(r["step"]) for r in rows if r["loss"]]
-    losses = [float(r["loss"]) for r in rows if r["loss"]]
-    ev = [(int(r["step"]), float(r["eval_train_loss"]), float(r["eval_val_loss"])) for r in rows if r["eval_val_loss"]]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, losses, lw=0.6, alpha=0.5, label="batch loss")
-    if ev:
-        ax.plot([e[0] for e in ev], [e[1] for e in ev], "o-", label="train (eval)")
-        ax.plot([e[0] for e in ev], [e[2] for e in ev], "o-", label="val (eval)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.legend()
-    fig.tight_layout()
-    path = os.path.join(out_dir, "loss.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def config_from_args(args: dict, preset: str | None) -> TrainConfig:
-    """TrainConfig from a preset overridden by explicitly given values (None = not given)."""
-    cfg = TrainConfig()
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-        for k, v in PRESETS[preset].items():
-            setattr(cfg, k, v)
-    names = {f.name for f in fields(TrainConfig)}
-    given = []
-    for k, v in args.items():
-        if k in names and v is not None:
-            setattr(cfg, k, v)
-            given.append(k)
-    cfg.explicit = tuple(given)
-    return cfg
+# loss.csv's columns: a training step fills lr and loss, an evaluation the last three
+LOSS_CSV_FIELDS = ["step", "lr", "loss", "eval_train_loss", "eval_val_loss", "val_perplexity"]

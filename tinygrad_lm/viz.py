@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .debug import grad_norm, node_info, record_scopes  # noqa: F401  (record_scopes is re-exported)
+from .fileio import atomic_write
 from .tensor import Tensor
 
 __all__ = ["to_dot", "build_graph", "Graph", "GNode", "render", "graph_command", "record_scopes",
@@ -303,8 +304,7 @@ def render(dot_str: str, path: str) -> str:
     if ext not in (".dot", ".gv", ".svg", ".png"):
         raise ValueError(f"graph: output {path!r} must end in .dot, .svg or .png")
     dot_path = path if ext in (".dot", ".gv") else base + ".dot"
-    with open(dot_path, "w", encoding="utf-8") as f:
-        f.write(dot_str)
+    atomic_write(dot_path, dot_str)
     if ext in (".dot", ".gv"):
         return path
     exe = shutil.which("dot")
@@ -324,7 +324,7 @@ def graph_command(args) -> int:
     """`tinygrad-lm graph --output F [--collapse] [--n-layer N] [--no-backward]`: draw the
     graph of a tiny GPT's loss (vocab 11, block 8, 2 heads, 16 dims) on a random batch."""
     from .models.gpt import GPT, GPTConfig
-    from .tensor import manual_seed
+    from .engine import manual_seed
 
     output = getattr(args, "output", "gpt_graph.dot")
     ext = os.path.splitext(output)[1].lower()

@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections import Counter
-from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 
+from ..fileio import atomic_write
 from .corpus import DataError
 
 __all__ = [
     "BPETokenizer",
     "CharTokenizer",
     "SPLIT_PATTERN",
+    "SPLIT_PATTERNS",
     "Tokenizer",
     "TokenizerError",
     "build_tokenizer",
@@ -43,7 +43,17 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: stdlib ``re`` has no ``\p{L}``; BPE still learns their byte sequences.
 SPLIT_PATTERN = r" ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+"
 
+#: The split patterns a tokenizer may use, by name. A saved tokenizer (a checkpoint's
+#: meta.json, a tokenizer file) stores the NAME, and loading looks it up here: a regex is
+#: never compiled from a file, so an untrusted checkpoint cannot hand ``re`` a pattern that
+#: backtracks for hours, such as ``(?:a+)+b``. Files written before names were stored hold
+#: the pattern's text; the text of a pattern in this table is accepted for its name.
+SPLIT_PATTERNS = {"gpt2-ascii": SPLIT_PATTERN}
+
 _FORMAT_VERSION = 1
+
+#: The largest tokenizer file :func:`load_tokenizer` reads (a 100,000-merge BPE is ~1.5 MB).
+TOKENIZER_MAX_BYTES = 64 * 2**20
 
 
 class TokenizerError(DataError):
@@ -94,6 +104,13 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         """Encode ``text`` to a list of Python ints."""
         return self.encode_array(text).tolist()
+
+    def first_unencodable(self, text: str) -> int | None:
+        """The index of the first character of ``text`` this tokenizer cannot encode, or None.
+        A byte-level tokenizer encodes every character UTF-8 can (all but lone surrogates)."""
+        cps = _codepoints(text)
+        bad = np.flatnonzero((cps >= 0xD800) & (cps <= 0xDFFF))
+        return int(bad[0]) if bad.size else None
 
     def save(self, path: PathLike) -> None:
         """Write ``to_dict()`` as JSON to ``path`` atomically.
@@ -182,6 +199,17 @@ class CharTokenizer(Tokenizer):
             raise TokenizerError(_unknown_chars_message(text, cps, known))
         return idx.astype(np.int64, copy=False)
 
+    def first_unencodable(self, text: str) -> int | None:
+        """The index of the first character of ``text`` not in the vocabulary, or None."""
+        cps = _codepoints(text)
+        if cps.size == 0:
+            return None
+        if self._cps.size == 0:
+            return 0
+        known = self._cps[np.minimum(np.searchsorted(self._cps, cps), self._cps.size - 1)] == cps
+        bad = np.flatnonzero(~known)
+        return int(bad[0]) if bad.size else None
+
     def decode(self, ids: Iterable[int] | np.ndarray) -> str:
         """Map ids back to characters (vectorized through UTF-32)."""
         arr = _as_id_array(ids, self.vocab_size)
@@ -261,14 +289,16 @@ class BPETokenizer(Tokenizer):
         merges: Sequence[Sequence[int]] = (),
         pattern: str | None = SPLIT_PATTERN,
     ) -> None:
-        """Build from an ordered list of merges ``[(a, b), ...]``."""
+        """Build from an ordered list of merges ``[(a, b), ...]``. ``pattern`` is a name in
+        :data:`SPLIT_PATTERNS`, the text of one of its patterns, or None (no pre-split)."""
+        self.pattern_name = _pattern_name(pattern)
         merges = [(int(a), int(b)) for a, b in merges]
         for i, (a, b) in enumerate(merges):
             if not (0 <= a < 256 + i and 0 <= b < 256 + i):
                 raise TokenizerError(f"merge {i} ({a}, {b}) refers to a token id that does not exist yet")
         self.merges: list[tuple[int, int]] = merges
-        self.pattern = pattern
-        self._regex = re.compile(pattern) if pattern is not None else None
+        self.pattern = None if self.pattern_name is None else SPLIT_PATTERNS[self.pattern_name]
+        self._regex = re.compile(self.pattern) if self.pattern is not None else None
         self._build_tables()
 
     def _build_tables(self) -> None:
@@ -440,7 +470,7 @@ class BPETokenizer(Tokenizer):
         return {
             "type": self.kind,
             "version": _FORMAT_VERSION,
-            "pattern": self.pattern,
+            "pattern": self.pattern_name,
             "merges": [[a, b] for a, b in self.merges],
         }
 
@@ -455,16 +485,28 @@ class BPETokenizer(Tokenizer):
             for m in merges
         ):
             raise TokenizerError("BPE tokenizer dict needs 'merges': a list of [int, int] pairs")
-        if pattern is not None and not isinstance(pattern, str):
-            raise TokenizerError("BPE tokenizer 'pattern' must be a string or null")
-        try:
-            return cls(merges, pattern=pattern)
-        except re.error as err:
-            raise TokenizerError(f"BPE tokenizer 'pattern' is not a valid regex: {err}") from None
+        return cls(merges, pattern=pattern)
 
     def __repr__(self) -> str:
         split = "regex" if self.pattern is not None else "none"
         return f"BPETokenizer(vocab_size={self.vocab_size}, split={split})"
+
+
+def _pattern_name(pattern) -> str | None:
+    """The SPLIT_PATTERNS name of ``pattern`` (a name, or the text of a pattern in the table),
+    None for None; anything else is a TokenizerError (and is never compiled)."""
+    if pattern is None:
+        return None
+    if isinstance(pattern, str):
+        if pattern in SPLIT_PATTERNS:
+            return pattern
+        for name, text in SPLIT_PATTERNS.items():
+            if pattern == text:
+                return name
+    shown = repr(pattern) if len(repr(pattern)) <= 60 else repr(pattern)[:57] + "..."
+    names = ", ".join(repr(n) for n in SPLIT_PATTERNS)
+    raise TokenizerError(f"BPE tokenizer 'pattern' must be one of {names} or null (split patterns are "
+                         f"named from a fixed table, never compiled from a file), got {shown}")
 
 
 def _flatten_chunks(chunks: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -566,37 +608,29 @@ def build_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Toke
 
 
 def save_json_atomic(obj: Any, path: PathLike) -> None:
-    """Write ``obj`` as JSON to ``path`` via a same-directory temp file + ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=None)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``obj`` as JSON to ``path`` atomically (see :func:`tinygrad_lm.fileio.atomic_write`)."""
+    atomic_write(path, json.dumps(obj, ensure_ascii=False))
 
 
 def load_tokenizer(path: PathLike) -> Tokenizer:
     """Load a tokenizer JSON file written by :meth:`Tokenizer.save` (either kind)."""
+    from ..fileio import FileTooLargeError, SpecialFileError, read_regular
+
     name = f"'{os.fspath(path)}'"
     try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
+        d = json.loads(read_regular(path, max_bytes=TOKENIZER_MAX_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise TokenizerError(f"cannot load tokenizer {name}: no such file") from None
-    except IsADirectoryError:
-        raise TokenizerError(f"cannot load tokenizer {name}: it is a directory") from None
+    except SpecialFileError as err:
+        raise TokenizerError(f"cannot load tokenizer {name}: it is {err.kind}, not a regular file") from None
+    except FileTooLargeError as err:
+        raise TokenizerError(f"cannot load tokenizer {name}: it is {err.size:,} bytes, more than the "
+                             f"{TOKENIZER_MAX_BYTES:,} a tokenizer file may be") from None
     except (OSError, UnicodeDecodeError) as err:
         raise TokenizerError(f"cannot load tokenizer {name}: {err}") from None
-    except json.JSONDecodeError as err:
-        raise TokenizerError(f"cannot load tokenizer {name}: invalid JSON ({err})") from None
+    except (ValueError, RecursionError) as err:  # json.JSONDecodeError is a ValueError; nesting too deep
+        raise TokenizerError(f"cannot load tokenizer {name}: invalid JSON ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:100]})") from None
     try:
         return tokenizer_from_dict(d)
     except TokenizerError as err:

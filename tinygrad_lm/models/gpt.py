@@ -38,7 +38,8 @@ from .. import backend
 from ..nn import functional as F
 from ..nn import Module, ModuleList, ModuleDict, Linear, Embedding, LayerNorm, Dropout, GELU, normal_, zeros_
 from ..optim import AdamW
-from ..tensor import Tensor, no_grad, arange, cat
+from ..engine import no_grad
+from ..tensor import Tensor, arange
 
 
 @dataclass
@@ -60,6 +61,29 @@ class GPTConfig:
                 raise ValueError(f"GPTConfig: {k} must be positive, got {getattr(self, k)}")
         if self.gelu_approximate not in ("none", "tanh"):
             raise ValueError(f"GPTConfig: gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}")
+
+
+def state_dict_shapes(config: GPTConfig) -> dict:
+    """name -> shape of every tensor in `GPT(config).state_dict()`, in its order, without
+    building the model (so a checkpoint can be checked before anything is allocated).
+    A test keeps this equal to a built model's state_dict."""
+    C, bias = config.n_embd, config.bias
+
+    def linear(name, n_in, n_out):
+        return {f"{name}.weight": (n_out, n_in), **({f"{name}.bias": (n_out,)} if bias else {})}
+
+    def layer_norm(name):
+        return {f"{name}.weight": (C,), **({f"{name}.bias": (C,)} if bias else {})}
+
+    shapes = {"transformer.wte.weight": (config.vocab_size, C), "transformer.wpe.weight": (config.block_size, C)}
+    for i in range(config.n_layer):
+        h = f"transformer.h.{i}"
+        shapes.update({**layer_norm(f"{h}.ln_1"), **linear(f"{h}.attn.c_attn", C, 3 * C),
+                       **linear(f"{h}.attn.c_proj", C, C), **layer_norm(f"{h}.ln_2"),
+                       **linear(f"{h}.mlp.c_fc", C, 4 * C), **linear(f"{h}.mlp.c_proj", 4 * C, C)})
+    shapes.update(layer_norm("transformer.ln_f"))
+    shapes["lm_head.weight"] = (config.vocab_size, C)  # tied: the same tensor as transformer.wte.weight
+    return shapes
 
 
 class CausalSelfAttention(Module):
@@ -255,24 +279,3 @@ class GPT(Module):
         w.data = w.data[:block_size].copy()
         w.grad = None
         self.transformer.wpe.num_embeddings = block_size
-
-
-def gradcheck_gpt(bias: bool = True, fused: bool = True, max_elements: int = 16, n_directions: int = 3, seed: int = 0):
-    """Finite-difference check of every parameter of a tiny GPT (2 layers, 2 heads, 16 dims,
-    block 8, vocab 11) in float64; returns the GradcheckReport (does not raise).
-
-    The weights are first moved away from their init (LayerNorm gains != 1, biases != 0) so
-    no gradient is trivially zero. Each parameter gets `max_elements` sampled entries plus
-    `n_directions` random directional derivatives (tinygrad_lm.gradcheck, mode="auto")."""
-    from ..gradcheck import gradcheck
-    from ..tensor import manual_seed
-    manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=bias))
-    rng = np.random.default_rng(seed)
-    for _, p in model.named_parameters():
-        p.data = p.data + 0.3 * rng.standard_normal(p.shape).astype(p.dtype)
-    idx, targets = rng.integers(0, 11, (2, 8)), rng.integers(0, 11, (2, 8))
-    with F.use_fused(fused):
-        return gradcheck(lambda *ps: model(idx, targets)[1], dict(model.named_parameters()), mode="auto",
-                         max_elements=max_elements, n_directions=n_directions, atol=1e-8, rtol=1e-5,
-                         raise_exception=False)

@@ -1,7 +1,7 @@
 """Neural-network functions (PyTorch's `torch.nn.functional`, the part a GPT needs).
 
-softmax, log_softmax, cross_entropy, layer_norm, linear and scaled_dot_product_attention
-exist twice:
+softmax, log_softmax, cross_entropy, layer_norm, linear, scaled_dot_product_attention and
+dpo_loss exist twice:
 
 * **fused** (the default): one `Function` from `ops/fused.py` with a hand-derived backward
   (softmax + cross-entropy gives p - y);
@@ -23,8 +23,9 @@ import math
 import numpy as np
 
 from .. import backend
-from ..ops import fused as _fused
-from ..tensor import Tensor, where, broadcast_shapes, get_rng
+from ..ops import fused
+from ..engine import broadcast_shapes, get_rng
+from ..tensor import Tensor, stack, where
 from ..tensor import embedding as _embedding
 
 # ================================================================ fused / composed switch
@@ -97,12 +98,12 @@ def relu(input: Tensor) -> Tensor:
 def gelu(input: Tensor, approximate: str = "none", impl: str | None = None) -> Tensor:
     """x * Phi(x); approximate='tanh' is GPT-2's 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 
-    Both implementations are single ops: fused tanh-GELU is `GeluTanh` (in-place passes),
+    Both implementations are single ops: fused tanh-GELU is `FusedGeluTanh` (in-place passes),
     otherwise the elementwise `Gelu` op."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     if approximate == "tanh" and _fused_for(impl, "gelu"):
-        return _fused.GeluTanh.apply(input)
+        return fused.FusedGeluTanh.apply(input)
     return input.gelu(approximate)
 
 
@@ -112,7 +113,7 @@ def softmax(input: Tensor, dim: int = -1, impl: str | None = None) -> Tensor:
     Deviation: a row of all -inf gives zeros (PyTorch: NaN)."""
     d = _dim(dim, input.ndim, "softmax")
     if _fused_for(impl, "softmax"):
-        return _fused.Softmax.apply(input, dim=d)
+        return fused.FusedSoftmax.apply(input, dim=d)
     e = (input - _shift(input, d)).exp()
     s = e.sum(d, keepdim=True)
     return e / where(s == 0, 1.0, s)
@@ -122,7 +123,7 @@ def log_softmax(input: Tensor, dim: int = -1, impl: str | None = None) -> Tensor
     """log p_i = x_i - log sum_j e^(x_j), computed with the max shifted out."""
     d = _dim(dim, input.ndim, "log_softmax")
     if _fused_for(impl, "log_softmax"):
-        return _fused.LogSoftmax.apply(input, dim=d)
+        return fused.FusedLogSoftmax.apply(input, dim=d)
     sh = input - _shift(input, d)
     return sh - sh.exp().sum(d, keepdim=True).log()
 
@@ -158,8 +159,8 @@ def cross_entropy(input: Tensor, target, ignore_index: int = -100, reduction: st
     _check_targets("cross_entropy", target, c, ignore_index, input.shape)
     x2, y = input.reshape(-1, c), target.data.reshape(-1)
     if _fused_for(impl, "cross_entropy"):
-        out = _fused.SoftmaxCrossEntropy.apply(x2, Tensor._wrap(y), ignore_index=ignore_index, reduction=reduction,
-                                               label_smoothing=float(label_smoothing))
+        out = fused.FusedSoftmaxCrossEntropy.apply(x2, Tensor._wrap(y), ignore_index=ignore_index, reduction=reduction,
+                                                   label_smoothing=float(label_smoothing))
     else:
         out = _nll(log_softmax(x2, 1, impl="composed"), y, ignore_index, reduction, float(label_smoothing))
     return out.reshape(target.shape) if reduction == "none" else out
@@ -225,6 +226,51 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     return sq if reduction == "none" else sq.sum() if reduction == "sum" else sq.mean()
 
 
+def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, reference_chosen_logps,
+             reference_rejected_logps, beta: float = 0.1, reduction: str = "mean", impl: str | None = None) -> Tensor:
+    """Direct Preference Optimization's loss (Rafailov et al., 2023) from the four sequence
+    log-probabilities of a batch of preference pairs (each of one shape, one entry per pair):
+
+        z      = beta * ((log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected)))
+        loss   = -log sigmoid(z),  averaged over the pairs (reduction "mean"), summed ("sum")
+                 or per pair ("none")
+
+        d loss / d log pi(chosen)   = -beta * sigmoid(-z)    (per pair, before the reduction)
+        d loss / d log pi(rejected) = +beta * sigmoid(-z)
+
+    pi is the policy being trained, ref the frozen reference (usually the model DPO starts
+    from), and beta * (log pi - log ref) the implicit reward of an answer, so z is the reward
+    margin of the chosen answer over the rejected one. sigmoid(-z) weighs each pair by how
+    wrong its ranking still is. The reference log-probabilities are constants in practice
+    (pass arrays or tensors without grad); if they do require a gradient they get the
+    negated ones. z = 0 (policy = reference) gives log 2 = 0.6931 per pair.
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"dpo_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not (isinstance(beta, (int, float)) and not isinstance(beta, bool) and math.isfinite(beta) and beta > 0):
+        raise ValueError(f"dpo_loss: beta must be a finite number > 0, got {beta!r}")
+    pc = policy_chosen_logps
+    ts = [pc] + [t if isinstance(t, Tensor) else Tensor(t, dtype=pc.dtype, device=pc.device)
+                 for t in (policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)]
+    names = ("policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps", "reference_rejected_logps")
+    for name, t in zip(names, ts):
+        if t.shape != pc.shape:
+            raise ValueError(f"dpo_loss: the four log-probabilities must have one shape (one entry per pair), got "
+                             f"{', '.join(f'{n} {x.shape}' for n, x in zip(names, ts))}")
+        if t.dtype.kind != "f":
+            raise TypeError(f"dpo_loss: {name} must be floating point, got dtype {t.dtype}")
+    if pc.numel() == 0:
+        raise ValueError("dpo_loss: no pairs (the log-probabilities are empty)")
+    if _fused_for(impl, "dpo_loss"):
+        return fused.FusedDPOLoss.apply(*ts, beta=float(beta), reduction=reduction)
+    pc, pr, rc, rr = ts
+    z = ((pc - rc) - (pr - rr)) * float(beta)
+    # -log sigmoid(z) = log(e^0 + e^(-z)): a two-term logsumexp, whose gradient (a softmax) is
+    # exact at z = 0 too, where relu(-z) + log(1 + e^-|z|) would give 0 through abs and relu
+    loss = stack([z * 0.0, -z], dim=-1).logsumexp(-1)
+    return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+
+
 # ================================================================ layers as functions
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, impl: str | None = None) -> Tensor:
     """y = x @ W^T + b with W (out_features, in_features)."""
@@ -234,7 +280,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, impl: str 
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape {weight.shape}")
     if _fused_for(impl, "linear"):
-        return _fused.Linear.apply(input, weight, *(() if bias is None else (bias,)))
+        return fused.FusedLinear.apply(input, weight, *(() if bias is None else (bias,)))
     out = input @ weight.T
     return out if bias is None else out + bias
 
@@ -256,8 +302,8 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
             raise ValueError(f"layer_norm: {name} has shape {p.shape} but normalized_shape is {ns}")
     if _fused_for(impl, "layer_norm"):
         wb = tuple(p for p in (weight, bias) if p is not None)
-        return _fused.LayerNorm.apply(input, *wb, d=math.prod(ns), eps=eps, has_weight=weight is not None,
-                                      has_bias=bias is not None)
+        return fused.FusedLayerNorm.apply(input, *wb, d=math.prod(ns), eps=eps, has_weight=weight is not None,
+                                          has_bias=bias is not None)
     dims = tuple(range(input.ndim - len(ns), input.ndim))
     xc = input - input.mean(dims, keepdim=True)
     xhat = xc * ((xc * xc).mean(dims, keepdim=True) + eps).rsqrt()
@@ -325,8 +371,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         else:
             add = m.to(q.dtype)
     if _fused_for(impl, op):
-        return _fused.Attention.apply(q, k, v, *(() if add is None else (add,)), drop_mask=drop, scale=scale,
-                                      dropout_p=float(dropout_p))
+        return fused.FusedAttention.apply(q, k, v, *(() if add is None else (add,)), drop_mask=drop, scale=scale,
+                                          dropout_p=float(dropout_p))
     s = (q @ k.transpose(-2, -1)) * scale
     if add is not None:
         s = s + add
@@ -351,8 +397,8 @@ def causal_self_attention(qkv: Tensor, n_head: int, dropout_p: float = 0.0, impl
     b, t, c3 = qkv.shape
     c = c3 // 3
     if _fused_for(impl, "causal_self_attention"):
-        return _fused.PackedCausalAttention.apply(qkv, n_head=n_head, drop_mask=causal_mask(t, t, 0, qkv.device),
-                                                  dropout_p=float(dropout_p))
+        return fused.FusedPackedCausalAttention.apply(qkv, n_head=n_head, drop_mask=causal_mask(t, t, 0, qkv.device),
+                                                      dropout_p=float(dropout_p))
     q, k, v = (z.reshape(b, t, n_head, c // n_head).transpose(1, 2) for z in qkv.split(c, dim=2))  # (B, nh, T, hs)
     y = scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, impl="composed")
     return y.transpose(1, 2).reshape(b, t, c)

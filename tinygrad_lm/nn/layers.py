@@ -12,7 +12,8 @@ import math
 import numpy as np
 
 from .. import backend
-from ..tensor import DEFAULT_DTYPE, get_rng
+from ..engine import get_rng
+from ..tensor import DEFAULT_DTYPE
 from . import functional as F
 from .module import Module, Parameter
 

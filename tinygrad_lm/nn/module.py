@@ -7,21 +7,18 @@ and restore a model by name. The values also stay in the instance `__dict__`, so
 `self.weight` in `forward` is a plain attribute lookup.
 
 Calling a module (`module(x)`) runs `forward` with the module's dotted name pushed on
-`tinygrad_lm.tensor._scope`, so debugging tools can group graph nodes by layer. The name
+`tinygrad_lm.engine.scope`, so debugging tools can group graph nodes by layer. The name
 is cached; a call costs one list append and one pop.
 """
 from __future__ import annotations
 
-import sys
 import weakref
 from collections import namedtuple
 
 import numpy as np
 
-from .. import backend
+from .. import backend, engine
 from ..tensor import Tensor
-
-_T = sys.modules[Tensor.__module__]  # the tensor module (the package rebinds the name `tensor` to a function)
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -126,7 +123,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
-        scope = _T._scope
+        scope = engine.scope
         scope.append(self._scope_name())
         try:
             return self.forward(*args, **kwargs)

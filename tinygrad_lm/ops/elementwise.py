@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from .. import backend
-from ..tensor import Function, unbroadcast, broadcast_shapes
+from ..engine import Function, unbroadcast, broadcast_shapes
 
 
 def _xp(a):
@@ -311,6 +311,7 @@ class Gelu(Function):
     approximate="tanh":  0.5 a (1 + tanh u), u = sqrt(2/pi) (a + 0.044715 a^3);
                          d/da = 0.5 (1 + tanh u) + 0.5 a (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 a^2).
     """
+    @backend.kernel("gelu")
     def forward(self, a, approximate="none"):
         xp = _xp(a)
         self.a, self.approx = a, approximate
@@ -322,6 +323,7 @@ class Gelu(Function):
         self.cdf = 0.5 * (1 + backend.erf(a * a.dtype.type(1 / math.sqrt(2))))
         return a * self.cdf
 
+    @backend.kernel("gelu")
     def backward(self, g):
         a, xp = self.a, _xp(g)
         if self.approx == "tanh":

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..tensor import Function, unbroadcast, get_rng
+from ..engine import Function, unbroadcast, get_rng
 
 
 def _xp(a):
@@ -27,8 +27,8 @@ def _xp(a):
 
 
 def _rowsum(a):
-    """Sum over the last axis, keepdims. A matrix-vector product: on numpy it runs ~5x faster
-    than `a.sum(-1)` for rows of tens to hundreds of entries (BLAS instead of a strided reduce)."""
+    """sum_j a[..., j], keepdims, as the matrix-vector product a @ ones."""
+    # BLAS beats numpy's strided reduce on rows of tens to hundreds of entries (docs/performance.md)
     return (a @ _xp(a).ones(a.shape[-1], dtype=a.dtype))[..., None]
 
 
@@ -75,16 +75,18 @@ def _softmax(x, axis=-1, inplace=False):
 
 
 # ================================================================ softmax family
-class Softmax(Function):
+class FusedSoftmax(Function):
     """p_i = e^(x_i - m) / sum_j e^(x_j - m)  (m = max_j x_j, which cancels);
     dL/dx_i = p_i (g_i - sum_j g_j p_j).
 
     A row of all -inf gives p = 0 (PyTorch gives NaN) and a zero gradient."""
+    @backend.kernel("softmax")
     def forward(self, x, dim=-1):
         self.dim = dim
         self.p = _softmax(x, dim)
         return self.p
 
+    @backend.kernel("softmax")
     def backward(self, g):
         p, d = self.p, self.dim
         dot = _rowdot(g, p) if d in (-1, p.ndim - 1) else (g * p).sum(axis=d, keepdims=True)
@@ -93,11 +95,12 @@ class Softmax(Function):
         return out
 
 
-class LogSoftmax(Function):
+class FusedLogSoftmax(Function):
     """y_i = x_i - m - log sum_j e^(x_j - m)  (m = max_j x_j);
     dL/dx_i = g_i - softmax(x)_i sum_j g_j.
 
     A row of all -inf gives NaN, as in PyTorch (log 0 - log 0)."""
+    @backend.kernel("log_softmax")
     def forward(self, x, dim=-1):
         xp = _xp(x)
         self.dim = dim
@@ -111,13 +114,14 @@ class LogSoftmax(Function):
         self.p = e
         return out
 
+    @backend.kernel("log_softmax")
     def backward(self, g):
         d = self.dim
         tot = _rowsum(g) if d in (-1, g.ndim - 1) else g.sum(axis=d, keepdims=True)
         return g - self.p * tot
 
 
-class SoftmaxCrossEntropy(Function):
+class FusedSoftmaxCrossEntropy(Function):
     """Cross-entropy of logits x (N, C) against integer targets y (N,), with label smoothing
     eps and rows whose target is `ignore_index` left out:
 
@@ -133,6 +137,7 @@ class SoftmaxCrossEntropy(Function):
     is one fancy-index subtraction. An all-ignored batch gives NaN for 'mean' (0/0), as PyTorch.
     """
 
+    @backend.kernel("cross_entropy")
     def forward(self, x, y, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         xp = _xp(x)
         n, c = x.shape
@@ -164,6 +169,7 @@ class SoftmaxCrossEntropy(Function):
         with np.errstate(divide="ignore", invalid="ignore"):
             return total / self.count.astype(x.dtype)
 
+    @backend.kernel("cross_entropy")
     def backward(self, g):
         e = self.e
         if self.reduction == "none":
@@ -182,7 +188,7 @@ class SoftmaxCrossEntropy(Function):
 
 
 # ================================================================ normalisation
-class LayerNorm(Function):
+class FusedLayerNorm(Function):
     """Over the last D entries (x viewed as (N, D)):
 
         mu = mean(x),  sigma = sqrt(var(x) + eps)  (population variance),  xhat = (x - mu) / sigma
@@ -194,11 +200,12 @@ class LayerNorm(Function):
     Inputs: x, then the weight (if `has_weight`), then the bias (if `has_bias`), each of D
     entries (any shape with D elements, e.g. `normalized_shape`).
 
-    Every sum over rows or columns is a BLAS matrix-vector product (numpy's `sum(0)` and
-    row-wise reductions of short rows are 2-4x slower), and the row means the backward needs
-    come straight from dy: mean(g) = (dy @ w) / D and mean(g * xhat) = ((dy * xhat) @ w) / D,
-    the latter reusing the product that dL/dw sums.
+    The row means the backward needs come straight from dy: mean(g) = (dy @ w) / D and
+    mean(g * xhat) = ((dy * xhat) @ w) / D, the latter reusing the product that dL/dw sums.
     """
+    # every sum over rows or columns is a BLAS matrix-vector product, not numpy's sum
+    # (faster on short rows: docs/performance.md)
+    @backend.kernel("layer_norm")
     def forward(self, x, *wb, d, eps=1e-5, has_weight=True, has_bias=True):
         xp = _xp(x)
         self.shape, self.has_weight, self.has_bias = x.shape, has_weight, has_bias
@@ -224,6 +231,7 @@ class LayerNorm(Function):
             out = xhat + b if b is not None else xhat.copy()
         return out.reshape(x.shape)
 
+    @backend.kernel("layer_norm")
     def backward(self, dy):
         xp = _xp(dy)
         xhat, rstd, w = self.xhat, self.rstd, self.w
@@ -261,16 +269,17 @@ _C = float(np.sqrt(2.0 / np.pi))
 _K = 0.044715
 
 
-class GeluTanh(Function):
+class FusedGeluTanh(Function):
     """GPT-2's GELU: y = x s,  s = 0.5 (1 + tanh u),  u = c (x + k x^3),  c = sqrt(2/pi), k = 0.044715;
     dy/dx = s + x s' = s (1 + 2 x u' (1 - s)),  since s' = 0.5 (1 - tanh^2 u) u' = 2 s (1 - s) u'
     and 2 x u' = x (2c + 6ck x^2).
 
     The same math as `Gelu(approximate="tanh")`, written as in-place passes over two
     buffers instead of a dozen temporaries (it runs on the MLP's (B, T, 4C) activations).
-    Saving s (not tanh u) makes the backward 9 passes instead of 12. tanh, not the
-    equivalent x / (1 + exp(-2u)): numpy's float32 tanh is faster than its exp here
-    (0.15 against 0.21 ms on 393k floats) and never overflows."""
+    Saving s (not tanh u) makes the backward 9 passes instead of 12."""
+    # tanh, not the equivalent x / (1 + exp(-2u)): it never overflows, and numpy's float32
+    # tanh is the faster of the two (docs/performance.md)
+    @backend.kernel("gelu_tanh")
     def forward(self, x):
         xp = _xp(x)
         self.shape = x.shape
@@ -285,6 +294,7 @@ class GeluTanh(Function):
         self.x, self.s = x, s
         return (x * s).reshape(self.shape)
 
+    @backend.kernel("gelu_tanh")
     def backward(self, g):
         xp = _xp(g)
         x, s = self.x, self.s
@@ -301,7 +311,7 @@ class GeluTanh(Function):
 
 
 # ================================================================ linear
-class Linear(Function):
+class FusedLinear(Function):
     """y = x @ W^T + b,  x (..., in), W (out, in), b (out,).
 
     The batch dims are folded into one 2-D GEMM each way (x2d = x viewed as (N, in),
@@ -333,11 +343,10 @@ class Linear(Function):
 # through the strided view (..., H, Tk, Tq), at full BLAS speed. Softmax reduces over the keys,
 # which is then axis -3: the max is an elementwise pass over H*Tq contiguous floats at a time,
 # the per-query sum one BLAS vector-matrix product, and broadcasting them back runs over long
-# rows too. (numpy's reductions along 64-long rows pay ~40 ns of loop overhead per row: at
-# GPT's (12, 4, 64, 64) the row max took 0.12 ms, the key-major one 0.04 ms.) The final
+# rows too, where numpy's reductions along short rows pay a loop overhead per row. The final
 # division writes P^T into a plain contiguous (..., H, Tk, Tq) array, which the backward's
-# products and elementwise passes read faster than the key-major buffer (1.17 against 1.32 ms
-# per backward inside a training step).
+# products and elementwise passes read faster than the key-major buffer. (Timings:
+# docs/performance.md.)
 _bias_cache: dict = {}
 
 
@@ -361,8 +370,8 @@ def _neg_inf_bias(drop_mask, h, dtype):
     """The additive form of a 2-D bool mask (Tq, Tk) in the key-major layout: a (Tk, H, Tq)
     array of `dtype`, 0 where a score is kept and -inf where `drop_mask` is True.
 
-    Adding it before the max and exp masks the scores in one plain pass (0.02 ms at GPT's
-    shapes, against 0.06 ms for `copyto(-inf, where=mask)`), and exp(-inf) = 0 leaves the masked
+    Adding it before the max and exp masks the scores in one plain pass (cheaper than
+    `copyto(-inf, where=mask)`: docs/performance.md), and exp(-inf) = 0 leaves the masked
     entries exactly zero. (Multiplying exp by a 0/1 mask afterwards would be no cheaper and
     unsafe: a masked score far above the max of the kept ones overflows exp, and 0 * inf is NaN.)
     Cached per mask object: the causal masks are themselves cached, so a training step builds
@@ -444,8 +453,8 @@ def _attention_backward(ctx, g, q, k, v, scale, outs=(None, None, None)):
     (dS/scale only when ctx.need_mask, else None).
 
     Works on the transposed P^T and dP^T (..., Tk, Tq) (see above): sum_j dP P is a column
-    sum, one BLAS vector-matrix product. (Taking it as dO . y instead, FlashAttention's
-    identity, measured slower here: P must be read for dS anyway.)"""
+    sum, one BLAS vector-matrix product."""
+    # (sum_j dP P = dO . y, FlashAttention's identity, measured slower here: P must be read for dS anyway)
     xp = _xp(g)
     pt = ctx.p
     dv = _matmul(ctx.pd, g, outs[2])
@@ -466,7 +475,7 @@ def _attention_backward(ctx, g, q, k, v, scale, outs=(None, None, None)):
     return dq, dk, dv, dmask
 
 
-class Attention(Function):
+class FusedAttention(Function):
     """Scaled dot-product attention over (..., T, hs) tensors:
 
         S = q k^T * scale + M,   P = softmax(S) (rows),   Pd = dropout(P),   y = Pd v
@@ -478,12 +487,14 @@ class Attention(Function):
     (a bool array, True = masked, e.g. the cached causal mask) is a constant. A fully masked
     row attends to nothing: its output and gradients are zero.
     """
+    @backend.kernel("attention")
     def forward(self, q, k, v, *mask, drop_mask=None, scale=1.0, dropout_p=0.0):
         self.q, self.k, self.v, self.scale = q, k, v, scale
         self.need_mask = bool(mask) and self.needs_input_grad is not None and self.needs_input_grad[3]
         self.mshape = mask[0].shape if mask else None
         return _attention_forward(self, q, k, v, mask[0] if mask else None, drop_mask, scale, dropout_p)
 
+    @backend.kernel("attention")
     def backward(self, g):
         need = self.needs_input_grad
         dq, dk, dv, dm = _attention_backward(self, g, self.q, self.k, self.v, self.scale)
@@ -495,17 +506,18 @@ class Attention(Function):
         return grads + ((unbroadcast(dm, self.mshape) if self.need_mask else None),)
 
 
-class PackedCausalAttention(Function):
+class FusedPackedCausalAttention(Function):
     """Causal multi-head self-attention straight from the packed c_attn output:
 
         qkv (B, T, 3C) -> q, k, v (B, nh, T, hs) -> y = causal_attention(q, k, v) -> (B, T, C)
 
-    The math (and the backward) is `Attention`'s with the causal mask. The difference is
+    The math (and the backward) is `FusedAttention`'s with the causal mask. The difference is
     memory traffic: q, k, v are strided views into qkv, the output is written straight in
     (B, T, nh, hs) order, and the backward writes dq, dk, dv straight into one (B, T, 3C)
     gradient, so neither the head split nor the head merge copies anything and no zero-filled
     slice gradients are summed.
     """
+    @backend.kernel("causal_attention")
     def forward(self, qkv, n_head, drop_mask, dropout_p=0.0):
         xp = _xp(qkv)
         b, t, c3 = qkv.shape
@@ -519,6 +531,7 @@ class PackedCausalAttention(Function):
                            out=y.transpose(0, 2, 1, 3))
         return y.reshape(b, t, c)
 
+    @backend.kernel("causal_attention")
     def backward(self, g):
         xp = _xp(g)
         b, nh, t, hs = self.q.shape
@@ -529,119 +542,41 @@ class PackedCausalAttention(Function):
         return dqkv.reshape(b, t, 3 * nh * hs)
 
 
-# ================================================================ op specs (tests/test_ops.py, `tinygrad-lm gradcheck`)
-def opcheck_specs():
-    """One OpSpec per fused op: hypothesis-drawn inputs, the call through nn.functional, and a
-    plain numpy forward. Collected lazily by `tinygrad_lm.opcheck.all_specs()`."""
-    from ..opcheck import Case, OpSpec
-    from ..nn import functional as F
+# ================================================================ preference optimization
+class FusedDPOLoss(Function):
+    """Direct Preference Optimization's loss from four sequence log-probabilities of one
+    shape (one entry per preference pair): the policy's log pi(chosen) `pc` and
+    log pi(rejected) `pr`, the frozen reference's log ref(chosen) `rc` and log ref(rejected) `rr`:
 
-    def np_softmax(x, dim):
-        e = np.exp(x - x.max(dim, keepdims=True))
-        return e / e.sum(dim, keepdims=True)
+        z_i    = beta ((pc_i - rc_i) - (pr_i - rr_i))        (the reward margin)
+        loss_i = -log sigmoid(z_i) = log(1 + e^(-z_i))       (computed as logaddexp(0, -z_i))
+        mean: L = sum_i loss_i / N;   sum: L = sum_i loss_i;   none: L_i = loss_i
 
-    def np_log_softmax(x, dim):
-        sh = x - x.max(dim, keepdims=True)
-        return sh - np.log(np.exp(sh).sum(dim, keepdims=True))
+        dL/dz_i  = -w_i sigmoid(-z_i),   w_i = g / N (mean), g (sum), g_i (none)
+        dL/dpc_i = -beta w_i sigmoid(-z_i) = -dL/dpr_i = -dL/drc_i = dL/drr_i
 
-    def sample_rows(d):
-        s = d.shape(1, 3)
-        return Case([d.normal(s)], {"dim": d.integer(-len(s), len(s) - 1)})
-
-    def sample_ce(d):
-        n, c = d.integer(1, 5), d.integer(1, 5)
-        y = d.ints(0, c, (n,))
-        y[d.rng.random(n) < 0.3] = -100
-        y[d.integer(0, n - 1)] = d.integer(0, c - 1)  # at least one counted row
-        return Case([d.normal((n, c)) * 3, y], {"reduction": d.choice(["mean", "sum", "none"]),
-                                                "label_smoothing": d.choice([0.0, 0.0, 0.1, 0.5])})
-
-    def np_ce(x, y, reduction, label_smoothing):
-        logp = np_log_softmax(x, 1)
-        valid = y != -100
-        ys = np.where(valid, y, 0)
-        loss = -(1 - label_smoothing) * logp[np.arange(len(y)), ys] - label_smoothing * logp.mean(1)
-        loss = np.where(valid, loss, 0).astype(x.dtype)
+    sigmoid(-z_i) is how wrong the pair's ranking is: about 1 when the policy prefers the
+    rejected answer more than the reference does, about 0 once it clearly prefers the chosen
+    one, so pairs already learned stop pushing. Both sigmoid(-z) = exp(-logaddexp(0, z)) and
+    the loss are computed without overflow for any z.
+    """
+    def forward(self, pc, pr, rc, rr, beta=0.1, reduction="mean"):
+        xp = _xp(pc)
+        z = pc - rc
+        z -= pr - rr
+        z *= beta
+        zero = z.dtype.type(0)
+        self.beta, self.reduction, self.n = beta, reduction, z.size
+        self.weight = xp.exp(-xp.logaddexp(zero, z))     # sigmoid(-z), saved for backward
+        loss = xp.logaddexp(zero, -z)
         if reduction == "none":
             return loss
-        return loss.sum() if reduction == "sum" else (loss.sum() / valid.sum()).astype(x.dtype)
+        total = loss.sum()
+        return total if reduction == "sum" else total / z.dtype.type(self.n)
 
-    def sample_ln(d):
-        s = d.shape(1, 3)
-        affine = d.choice(["both", "weight", "none"])
-        ins = [d.normal(s) * 2 + 0.5] + [d.normal(s[-1:]) for _ in range({"both": 2, "weight": 1, "none": 0}[affine])]
-        return Case(ins, {"affine": affine})
-
-    def call_ln(x, *wb, affine):
-        return F.layer_norm(x, x.shape[-1], wb[0] if wb else None, wb[1] if len(wb) > 1 else None, impl="fused")
-
-    def np_ln(x, *wb, affine):
-        mu = x.mean(-1, keepdims=True)
-        out = (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
-        return (out * wb[0] + wb[1]) if len(wb) == 2 else out * wb[0] if wb else out
-
-    def np_gelu_tanh(x):
-        return 0.5 * x * (1 + np.tanh(_C * (x + _K * x ** 3)))
-
-    def sample_linear(d):
-        s, o = d.shape(1, 3), d.integer(1, 4)
-        ins = [d.normal(s), d.normal((o, s[-1]))] + ([d.normal((o,))] if d.boolean() else [])
-        return Case(ins)
-
-    def sample_attention(d):
-        batch, tq, tk, hs = d.shape(0, 2, max_side=3), d.integer(1, 4), d.integer(1, 4), d.integer(1, 4)
-        kind = d.choice(["none", "causal", "bool", "float"])
-        q, k, v = d.normal(batch + (tq, hs)), d.normal(batch + (tk, hs)), d.normal(batch + (tk, d.integer(1, 3)))
-        if kind == "bool":  # True = may attend; some rows may attend to nothing (their output is 0)
-            return Case([q, k, v, d.mask((tq, tk))], {"kind": kind})
-        if kind == "float":
-            return Case([q, k, v, d.normal((tq, tk))], {"kind": kind})
-        return Case([q, k, v], {"kind": kind})
-
-    def call_attention(q, k, v, *m, kind):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=m[0] if m else None, is_causal=kind == "causal",
-                                              impl="fused")
-
-    def np_attention(q, k, v, *m, kind):
-        s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1]).astype(q.dtype)
-        tq, tk = s.shape[-2:]
-        keep = np.ones((tq, tk), bool)
-        if kind == "causal":
-            keep = np.tril(keep)
-        elif kind == "bool":
-            keep = m[0]
-        elif kind == "float":
-            s = s + m[0]
-        s = np.where(keep, s, -np.inf)
-        mx = s.max(-1, keepdims=True)
-        e = np.exp(s - np.where(np.isfinite(mx), mx, 0))
-        tot = e.sum(-1, keepdims=True)
-        return (e / np.where(tot == 0, 1, tot)) @ v
-
-    def sample_packed(d):
-        nh, hs, b, t = d.integer(1, 3), d.integer(1, 3), d.integer(1, 2), d.integer(1, 4)
-        return Case([d.normal((b, t, 3 * nh * hs))], {"n_head": nh})
-
-    def np_packed(qkv, n_head):
-        b, t, c3 = qkv.shape
-        c = c3 // 3
-        q, k, v = (z.reshape(b, t, n_head, c // n_head).transpose(0, 2, 1, 3) for z in np.split(qkv, 3, axis=2))
-        return np_attention(q, k, v, kind="causal").transpose(0, 2, 1, 3).reshape(b, t, c)
-
-    tol = dict(fwd_rtol=1e-9, fwd_atol=1e-12)
-    return [
-        OpSpec("Softmax", sample_rows, lambda x, dim: F.softmax(x, dim, impl="fused"), np_softmax, **tol),
-        OpSpec("LogSoftmax", sample_rows, lambda x, dim: F.log_softmax(x, dim, impl="fused"), np_log_softmax, **tol),
-        OpSpec("SoftmaxCrossEntropy", sample_ce,
-               lambda x, y, reduction, label_smoothing: F.cross_entropy(x, y, reduction=reduction,
-                                                                        label_smoothing=label_smoothing, impl="fused"),
-               np_ce, **tol),
-        OpSpec("LayerNorm", sample_ln, call_ln, np_ln, **tol),
-        OpSpec("GeluTanh", lambda d: Case([d.normal(d.shape(0, 3)) * 2]), lambda x: F.gelu(x, "tanh", impl="fused"),
-               np_gelu_tanh, **tol),
-        OpSpec("Linear", sample_linear, lambda x, w, *b: F.linear(x, w, b[0] if b else None, impl="fused"),
-               lambda x, w, *b: x @ w.T + (b[0] if b else 0), **tol),
-        OpSpec("Attention", sample_attention, call_attention, np_attention, **tol),
-        OpSpec("PackedCausalAttention", sample_packed, lambda qkv, n_head: F.causal_self_attention(qkv, n_head, impl="fused"),
-               np_packed, **tol),
-    ]
+    def backward(self, g):
+        w = g if self.reduction == "none" else g / g.dtype.type(self.n) if self.reduction == "mean" else g
+        d_chosen = self.weight * (-self.beta * w)          # dL/dpc = dL/drr
+        need = self.needs_input_grad
+        return (d_chosen if need[0] else None, -d_chosen if need[1] else None,
+                -d_chosen if need[2] else None, d_chosen.copy() if need[3] else None)

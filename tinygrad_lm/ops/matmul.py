@@ -1,6 +1,6 @@
 """Matrix multiplication with numpy's rules (1-D, 2-D, batched N-D with broadcast batch dims)."""
 from .. import backend
-from ..tensor import Function, unbroadcast
+from ..engine import Function, unbroadcast
 
 
 class Matmul(Function):

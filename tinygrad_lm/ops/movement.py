@@ -1,9 +1,10 @@
-"""Movement ops: they move numbers around without changing them, so each backward moves
-the gradient back the same way (reshape back, permute back, scatter back)."""
+"""Movement ops: they move numbers around without changing or selecting them, so each
+backward moves the gradient back the same way (reshape back, permute back, cut back).
+Selecting elements by index is `indexing.py`."""
 import numpy as np
 
 from .. import backend
-from ..tensor import Function, Tensor, unbroadcast
+from ..engine import Function, unbroadcast
 
 
 def _xp(a):
@@ -40,86 +41,6 @@ class Expand(Function):
         return unbroadcast(g, self.shape)
 
 
-class Slice(Function):
-    """z = a[index] for basic indices (ints, slices with any step, None, Ellipsis);
-    the gradient is written into a zero tensor at the same positions."""
-    def forward(self, a, index):
-        self.shape, self.index = a.shape, index
-        try:
-            return a[index]
-        except IndexError as e:
-            raise IndexError(f"getitem: {e} (tensor shape {a.shape}, index {_show(index)})") from None
-
-    def backward(self, g):
-        grad = _xp(g).zeros(self.shape, dtype=g.dtype)
-        grad[self.index] = g
-        return grad
-
-
-class Index(Slice):
-    """z = a[index] with integer-array indices (the forward is Slice's);  the gradient is
-    scatter-added back, so an element picked k times receives the sum of its k gradients."""
-    def backward(self, g):
-        grad = _xp(g).zeros(self.shape, dtype=g.dtype)
-        backend.scatter_add(grad, self.index, g)
-        return grad
-
-
-def _show(index):
-    return tuple(f"array{tuple(i.shape)}" if hasattr(i, "shape") and getattr(i, "ndim", 0) else i for i in index)
-
-
-def getitem(t: Tensor, idx):
-    """`t[idx]` with PyTorch/numpy semantics: basic indices go through Slice; integer arrays,
-    lists, integer tensors and boolean masks go through Index (masks become their nonzero
-    positions, as numpy does, after checking that they match the dims they cover)."""
-    if not isinstance(idx, tuple):
-        idx = (idx,)
-    xp = t.xp
-    out, advanced, masks = [], False, False
-    for i in idx:
-        if isinstance(i, Tensor):
-            i = i.data
-        elif isinstance(i, list):
-            i = np.asarray(i)
-        if isinstance(i, np.ndarray) or hasattr(i, "__cuda_array_interface__"):
-            if i.dtype == np.bool_:
-                masks = True
-            elif i.dtype.kind not in "iu":
-                raise IndexError(f"getitem: tensors used as indices must be integer or bool, got dtype {i.dtype}")
-            advanced = True
-            i = xp.asarray(i)
-        elif isinstance(i, (bool, np.bool_)):
-            raise IndexError("getitem: a bare bool is not a valid index")
-        out.append(i)
-    if masks:
-        out = _masks_to_positions(t.shape, out)
-    return (Index if advanced else Slice).apply(t, index=tuple(out))
-
-
-def _masks_to_positions(shape, items):
-    """Replace each boolean mask by its nonzero positions, once its shape is checked against
-    the dims it covers (numpy's nonzero alone would accept a mask that is too short)."""
-    is_mask = [getattr(i, "dtype", None) == np.bool_ for i in items]
-    used = sum(i.ndim if m else 0 if (i is None or i is Ellipsis) else 1 for i, m in zip(items, is_mask))
-    out, pos = [], 0
-    for i, m in zip(items, is_mask):
-        if i is Ellipsis:
-            pos += max(len(shape) - used, 0)
-        elif m:
-            covered = tuple(shape[pos:pos + i.ndim])
-            if i.ndim == 0 or covered != i.shape:
-                raise IndexError(f"getitem: boolean mask of shape {i.shape} does not match the dims it indexes "
-                                 f"{covered} (dims {pos}..{pos + i.ndim - 1} of tensor shape {shape})")
-            out.extend(i.nonzero())
-            pos += i.ndim
-            continue
-        elif i is not None:
-            pos += 1
-        out.append(i)
-    return out
-
-
 class Cat(Function):
     """z = the inputs joined along `dim`;  each input's gradient is its slice of the output's."""
     def forward(self, *arrays, dim):
@@ -154,30 +75,6 @@ class Pad(Function):
         grad = _xp(g).zeros(self.shape, dtype=g.dtype)
         grad[self.src] = g[self.dst]
         return grad
-
-
-class Gather(Function):
-    """z = take_along_dim(a, index, dim): z[..., i, ...] = a[..., index[..., i, ...], ...] along `dim`;
-    the gradient is scatter-added into a zero tensor at the gathered positions."""
-    def forward(self, a, index, dim):
-        xp = _xp(a)
-        self.shape, self.dim = a.shape, dim
-        out = xp.take_along_axis(a, index, axis=dim)
-        self.index = index
-        return out
-
-    def backward(self, g):
-        xp = _xp(g)
-        grad = xp.zeros(self.shape, dtype=g.dtype)
-        full = []
-        for ax, s in enumerate(self.shape):
-            if ax == self.dim:
-                full.append(xp.broadcast_to(self.index, g.shape))
-            else:
-                r = xp.arange(s) if s != 1 else xp.zeros(1, dtype=np.int64)
-                full.append(xp.broadcast_to(r.reshape((-1,) + (1,) * (len(self.shape) - ax - 1)), g.shape))
-        backend.scatter_add(grad, tuple(full), g)
-        return grad, None
 
 
 class ToDevice(Function):

@@ -7,12 +7,13 @@ import math
 import numpy as np
 
 from .. import backend
-from ..tensor import Function
+from ..engine import Function
 
 
 def _keep(g, ndim, dim, keepdim):
     """Reshape an output gradient so it broadcasts against the input: the reduced axes come
-    back as size-1 axes. (A reshape: np.expand_dims costs several times more per call.)"""
+    back as size-1 axes."""
+    # a reshape, not np.expand_dims, which costs several times more per call
     if keepdim:
         return g
     if dim is None:

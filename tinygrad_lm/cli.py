@@ -390,10 +390,6 @@ def cmd_bench(a):
     for flag, (modes, where) in _BENCH_FLAG_MODES.items():
         if vars(a)[flag] not in (None, False) and mode not in modes:
             raise ValueError(f"--{flag.replace('_', '-')}: only with {where}")
-    if mode == "allreduce":  # data parallel: distributed.py (it re-launches itself through mpiexec)
-        from .distributed import bench_allreduce
-        return bench_allreduce(a.config, 2 if a.nproc is None else a.nproc, a.quick, a.out_dir,
-                               (a.device or ["cpu"])[0], a.argv)
     if mode == "overhead":
         return bench.run_overhead(ops=a.ops, sizes=a.sizes, clock=a.clock, rounds=a.rounds, quick=a.quick,
                                   threads=a.threads, no_torch=a.no_torch, out_dir=a.out_dir)
@@ -402,7 +398,7 @@ def cmd_bench(a):
                                  torch_profile=a.torch_profile, threads=a.threads, quick=a.quick)
     return bench.run_bench(what=a.what, quick=a.quick, configs=a.config, devices=a.device, out_dir=a.out_dir,
                            no_torch=a.no_torch, ops=a.ops, threads=a.threads, budget=a.budget, warmup=a.warmup,
-                           block=a.block, composed=a.composed)
+                           block=a.block, composed=a.composed, nproc=a.nproc)
 
 
 def _add_graph(sub):

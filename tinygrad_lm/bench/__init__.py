@@ -22,6 +22,8 @@ Modes (`--what`), all written to CSV in `--out-dir` (default `bench_out/`) and p
 * **all**: ops and model.
 * **overhead** (`overhead.py`; `overhead.csv`): per-op Python overhead, ours and PyTorch
   against the same math in bare numpy, at tiny to medium sizes.
+* **allreduce** (`allreduce.py`; `allreduce.csv`): the data-parallel gradient all-reduce
+  against the training step over `--nproc` MPI ranks, and the one-process step beside it.
 
 PyTorch is optional: without it every mode runs and says "torch not installed" where its
 figures would be; `torch_reference.py` is imported only when it is installed.
@@ -30,6 +32,7 @@ The measured figures, the machine and what every column means: benchmarks/RESULT
 Timers: time.perf_counter around each timed call; on a GPU the device is synchronized
 before each timer is read. `--quick` is a smoke run for CI: its numbers are not measurements.
 """
+from .allreduce import ALLREDUCE_FIELDS, format_allreduce, run_allreduce  # noqa: F401
 from .configs import FLOP_FORMULA, MODEL_CONFIGS, flops_per_step  # noqa: F401
 from .harness import Settings  # noqa: F401
 from .machine import blas_threads, load_torch, machine_info, measure_matmul_peak  # noqa: F401

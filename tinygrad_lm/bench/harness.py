@@ -118,16 +118,17 @@ def progress(total, desc, quick):
 
 
 def write_csv(path, fields, rows) -> None:
-    """Rows (dicts) as CSV with these columns, floats to 6 significant digits; written to a
-    temporary file and renamed, so a reader never sees half a file."""
+    """Rows (dicts) as CSV with these columns, floats to 6 significant digits, written with
+    fileio.atomic_write: a reader never sees half a file."""
+    import io
+    from ..fileio import atomic_write
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _fmt_csv(r.get(k, "")) for k in fields})
-    os.replace(tmp, path)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt_csv(r.get(k, "")) for k in fields})
+    atomic_write(path, buf.getvalue())
 
 
 def _fmt_csv(v):

@@ -2,8 +2,10 @@
 CPU against size, in one PNG (matplotlib, optional)."""
 from __future__ import annotations
 
+import io
 import os
 
+from ..fileio import atomic_write
 from .op_sweep import OPS
 
 
@@ -70,7 +72,9 @@ def plot_ops(summ, cross, path, have_gpu: bool, torch_why: str, log=print):
         ax.set_axis_off()
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    atomic_write(path, png.getbuffer())
     return path
 

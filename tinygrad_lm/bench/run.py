@@ -1,6 +1,7 @@
 """The entry points of `tinygrad-lm bench`, one per mode, keyword arguments only:
 
-* `run_bench`: the op sweep and/or the model step against PyTorch (CSV, tables, plot);
+* `run_bench`: the op sweep and/or the model step against PyTorch (CSV, tables, plot), or
+  the data-parallel all-reduce against the step;
 * `run_profile`: where our training step's time goes;
 * `run_overhead`: per-op Python overhead against bare numpy and PyTorch.
 
@@ -71,16 +72,26 @@ def _blas_threads(threads):
 # ================================================================ ops and model
 def run_bench(*, what: str = "all", quick: bool = False, configs=None, devices=None, out_dir: str = "bench_out",
               no_torch: bool = False, ops=None, threads: int | None = None, budget: float | None = None,
-              warmup: int | None = None, block: int | None = None, composed: bool = False, log=print) -> int:
-    """`what`: "ops" (the op sweep), "model" (the training step) or "all" (both). `configs`:
-    names from MODEL_CONFIGS (default: cpu, plus gpu when a GPU is used); `devices`: cpu,
-    cuda, cuda:N (default: cpu, plus cuda:0 when usable); `ops`: a subset of OPS; `threads`:
-    numpy's BLAS threads and torch.set_num_threads; `budget` (seconds of timed steps per
-    config), `warmup` (steps), `block` (timed steps per turn): the model step's timing;
-    `composed`: also time ours with the composed ops. Writes ops.csv, ops_speedup.png,
-    model.csv and model_steps.csv into `out_dir`. Returns the exit status."""
-    if what not in ("ops", "model", "all"):
-        raise ValueError(f"--what must be one of ops, model, all, got {what!r}")
+              warmup: int | None = None, block: int | None = None, composed: bool = False,
+              nproc: int | None = None, log=print) -> int:
+    """`what`: "ops" (the op sweep), "model" (the training step), "all" (both) or
+    "allreduce" (the data-parallel all-reduce against the step over `nproc` ranks, default 2,
+    on the one device of `devices`: allreduce.py). `configs`: names from MODEL_CONFIGS
+    (default: cpu, plus gpu when a GPU is used); `devices`: cpu, cuda, cuda:N (default: cpu,
+    plus cuda:0 when usable); `ops`: a subset of OPS; `threads`: numpy's BLAS threads and
+    torch.set_num_threads; `budget` (seconds of timed steps per config), `warmup` (steps),
+    `block` (timed steps per turn): the model step's timing; `composed`: also time ours with
+    the composed ops. Writes ops.csv, ops_speedup.png, model.csv and model_steps.csv (or
+    allreduce.csv) into `out_dir`. Returns the exit status."""
+    if what not in ("ops", "model", "all", "allreduce"):
+        raise ValueError(f"--what must be one of ops, model, all, allreduce, got {what!r}")
+    if what == "allreduce":
+        from .allreduce import run_allreduce
+        if devices and len(devices) > 1:
+            raise ValueError(f"--device: --what allreduce runs on one device, got {' '.join(devices)}")
+        tune_allocator()
+        return run_allreduce(configs=configs, nproc=2 if nproc is None else nproc, quick=quick, out_dir=out_dir,
+                             device=(devices or ["cpu"])[0], log=log)
     _choose("--ops", ops, OPS)
     threads = _at_least("--threads", threads, 1)
     warmup = _at_least("--warmup", warmup, 0)

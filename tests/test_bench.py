@@ -159,6 +159,9 @@ def test_quick_profile_command(capsys):
     (["--what", "model", "--budget", "0"], "--budget must be a finite number > 0, got 0.0"),
     (["--what", "model", "--block", "0"], "--block must be an integer >= 1, got 0"),
     (["--what", "overhead", "--ops", "nope"], "--ops: unknown value nope"),
+    (["--what", "model", "--steps", "3", "--budget", "1"], "--steps and --budget: give one of them"),
+    (["--what", "ops", "--steps", "3"], "--steps: only with --what model or all"),
+    (["--what", "allreduce", "--device", "cpu", "cpu"], "--device: --what allreduce runs on one device, got cpu cpu"),
     (["--what", "model", "--nproc", "2"], "--nproc: only with --what allreduce"),
     (["--what", "allreduce", "--threads", "1"], "--threads: only with --what ops, model, all or overhead"),
     (["--what", "model", "--ops", "add"], "--ops: only with --what ops, all or overhead"),
@@ -167,6 +170,17 @@ def test_bad_bench_flags_name_the_flag(tmp_path, capsys, argv, message):
     assert main(["bench", "--quick", "--out-dir", str(tmp_path)] + argv) == 2
     assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_python_entry_points_check_the_cli_ranges(tmp_path):
+    """Keyword callers of run_bench / run_profile / run_overhead get the CLI's range messages."""
+    with pytest.raises(ValueError, match=r"^--warmup must be an integer >= 0, got -1$"):
+        bench.run_bench(what="model", warmup=-1, out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"^--profile-steps must be an integer >= 1, got 0$"):
+        bench.run_profile(steps=0)
+    with pytest.raises(ValueError, match=r"^--rounds must be an integer >= 1, got 0$"):
+        bench.run_overhead(rounds=0, out_dir=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_model_configs_come_from_the_training_presets():

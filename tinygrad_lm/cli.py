@@ -348,6 +348,8 @@ def _add_bench(sub):
     g.add_argument("--warmup", type=int, help="warm-up steps per implementation (default 5)")
     g.add_argument("--block", type=int, help="timed steps per turn of each implementation (default 5; "
                    "each turn starts with untimed steps)")
+    g.add_argument("--steps", type=int, help="timed steps per implementation instead of a --budget "
+                   "(default: as many as the budget allows, 30 to 200)")
     g.add_argument("--composed", action="store_true", help="also time ours with the composed ops "
                    "(F.use_fused(False)): what the fused ops buy")
     g = p.add_argument_group("profile (--what model --profile)")
@@ -374,7 +376,7 @@ _PROFILE = (("profile",), "--what model --profile")
 _OVERHEAD = (("overhead",), "--what overhead")
 _ALLREDUCE = (("allreduce",), "--what allreduce")
 _NOT_OVERHEAD = (("ops", "model", "all", "profile", "allreduce"), "--what ops, model, all or allreduce")
-_BENCH_FLAG_MODES = {"budget": _MODEL, "warmup": _MODEL, "block": _MODEL, "composed": _MODEL,
+_BENCH_FLAG_MODES = {"budget": _MODEL, "warmup": _MODEL, "block": _MODEL, "steps": _MODEL, "composed": _MODEL,
                      "profile_steps": _PROFILE, "cprofile": _PROFILE, "torch_profile": _PROFILE,
                      "sizes": _OVERHEAD, "clock": _OVERHEAD, "rounds": _OVERHEAD,
                      "config": _NOT_OVERHEAD, "device": _NOT_OVERHEAD, "nproc": _ALLREDUCE,
@@ -398,7 +400,7 @@ def cmd_bench(a):
                                  torch_profile=a.torch_profile, threads=a.threads, quick=a.quick)
     return bench.run_bench(what=a.what, quick=a.quick, configs=a.config, devices=a.device, out_dir=a.out_dir,
                            no_torch=a.no_torch, ops=a.ops, threads=a.threads, budget=a.budget, warmup=a.warmup,
-                           block=a.block, composed=a.composed, nproc=a.nproc)
+                           block=a.block, steps=a.steps, composed=a.composed, nproc=a.nproc)
 
 
 def _add_graph(sub):

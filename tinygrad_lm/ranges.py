@@ -122,7 +122,7 @@ FLAG_RANGES: dict[str, dict[str, Range]] = {
     "graph": {"n_layer": Int(1, 48)},
     "bench": {
         "threads": POSITIVE, "budget": Float(0, lo_open=True, note="seconds"), "warmup": COUNT, "block": POSITIVE,
-        "profile_steps": POSITIVE, "rounds": POSITIVE,
+        "steps": POSITIVE, "profile_steps": POSITIVE, "rounds": POSITIVE,
         "nproc": Int(2, note="ranks for --what allreduce"),
     },
 }

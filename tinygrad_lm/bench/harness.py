@@ -23,12 +23,14 @@ _PKG_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 class Settings:
     """How long and how often the bench times things. `quick`: a smoke run (small sizes, few
-    repetitions) whose numbers are not measurements. `budget`, `warmup` and `block` override
-    the model step's defaults (seconds of timed steps per config, warm-up steps per
-    implementation, timed steps per turn)."""
+    repetitions) whose numbers are not measurements. `budget`, `warmup`, `block` and `steps`
+    override the model step's defaults (seconds of timed steps per config, warm-up steps per
+    implementation, timed steps per turn, and a fixed number of timed steps per
+    implementation instead of as many as the budget allows; a turn is then at most `steps`
+    long, and the steps are rounded up to whole turns)."""
 
     def __init__(self, quick: bool = False, budget: float | None = None, warmup: int | None = None,
-                 block: int | None = None):
+                 block: int | None = None, steps: int | None = None):
         self.quick = quick
         self.op_budget_s = 0.03 if quick else 0.6     # timing budget per (op, size, impl, device)
         self.op_min_reps, self.op_max_reps = (2, 3) if quick else (3, 30)
@@ -49,6 +51,9 @@ class Settings:
             self.model_warmup = int(warmup)
         if block is not None:
             self.model_block = int(block)
+        if steps is not None:
+            self.model_min_steps = self.model_max_steps = int(steps)
+            self.model_block = min(self.model_block, int(steps))
 
 
 def tune_allocator() -> bool:

@@ -28,10 +28,13 @@ QUICK_NOTE = "   [--quick: a smoke run, not a measurement]"
 
 
 # ================================================================ argument checks
-def _at_least(flag, value, low, kind=int):
-    if value is not None and not value >= low:
-        raise ValueError(f"{flag} must be >= {low}, got {value}")
-    return None if value is None else kind(value)
+def _checked(dest, value):
+    """`value` (None: not given) within its range from ranges.FLAG_RANGES["bench"], the table
+    the CLI checks too, so a caller of these functions gets the CLI's message."""
+    from ..ranges import FLAG_RANGES, flag_name
+    if value is not None:
+        FLAG_RANGES["bench"][dest].check(flag_name(dest), value)
+    return value
 
 
 def _choose(flag, given, allowed):
@@ -72,16 +75,16 @@ def _blas_threads(threads):
 # ================================================================ ops and model
 def run_bench(*, what: str = "all", quick: bool = False, configs=None, devices=None, out_dir: str = "bench_out",
               no_torch: bool = False, ops=None, threads: int | None = None, budget: float | None = None,
-              warmup: int | None = None, block: int | None = None, composed: bool = False,
-              nproc: int | None = None, log=print) -> int:
+              warmup: int | None = None, block: int | None = None, steps: int | None = None,
+              composed: bool = False, nproc: int | None = None, log=print) -> int:
     """`what`: "ops" (the op sweep), "model" (the training step), "all" (both) or
     "allreduce" (the data-parallel all-reduce against the step over `nproc` ranks, default 2,
     on the one device of `devices`: allreduce.py). `configs`: names from MODEL_CONFIGS
     (default: cpu, plus gpu when a GPU is used); `devices`: cpu, cuda, cuda:N (default: cpu,
     plus cuda:0 when usable); `ops`: a subset of OPS; `threads`: numpy's BLAS threads and
-    torch.set_num_threads; `budget` (seconds of timed steps per config), `warmup` (steps),
-    `block` (timed steps per turn): the model step's timing; `composed`: also time ours with
-    the composed ops. Writes ops.csv, ops_speedup.png, model.csv and model_steps.csv (or
+    torch.set_num_threads; `budget` (seconds of timed steps per config) or `steps` (timed
+    steps per implementation), `warmup` (steps), `block` (timed steps per turn): the model
+    step's timing; `composed`: also time ours with the composed ops. Writes ops.csv, ops_speedup.png, model.csv and model_steps.csv (or
     allreduce.csv) into `out_dir`. Returns the exit status."""
     if what not in ("ops", "model", "all", "allreduce"):
         raise ValueError(f"--what must be one of ops, model, all, allreduce, got {what!r}")
@@ -93,15 +96,14 @@ def run_bench(*, what: str = "all", quick: bool = False, configs=None, devices=N
         return run_allreduce(configs=configs, nproc=2 if nproc is None else nproc, quick=quick, out_dir=out_dir,
                              device=(devices or ["cpu"])[0], log=log)
     _choose("--ops", ops, OPS)
-    threads = _at_least("--threads", threads, 1)
-    warmup = _at_least("--warmup", warmup, 0)
-    block = _at_least("--block", block, 1)
-    if budget is not None and not budget > 0:
-        raise ValueError(f"--budget must be > 0 seconds, got {budget}")
+    threads, warmup, block = _checked("threads", threads), _checked("warmup", warmup), _checked("block", block)
+    budget, steps = _checked("budget", budget), _checked("steps", steps)
+    if steps is not None and budget is not None:
+        raise ValueError("--steps and --budget: give one of them (a fixed number of timed steps, or seconds)")
     devices = _devices(devices, log)
     have_gpu = any(d != "cpu" for d in devices)
     configs = _configs(configs, ["cpu", "gpu"] if have_gpu else ["cpu"])
-    s = Settings(quick, budget=budget, warmup=warmup, block=block)
+    s = Settings(quick, budget=budget, warmup=warmup, block=block, steps=steps)
     tune_allocator()
     with _blas_threads(threads):
         torch, torch_why = load_torch(no_torch, threads)
@@ -166,8 +168,7 @@ def run_profile(*, configs=None, devices=None, steps: int | None = None, cprofil
     the CPU) over `steps` steps (default 30; 3 with `quick`): phases, time per op, and with
     `cprofile` the cProfile listings; with `torch_profile`, torch.profiler's table of
     PyTorch's step (on the CPU), run after ours so ours runs in a process without torch."""
-    steps = _at_least("--profile-steps", steps, 1)
-    threads = _at_least("--threads", threads, 1)
+    steps, threads = _checked("profile_steps", steps), _checked("threads", threads)
     devices = _devices(devices or ["cpu"], log)
     configs = _configs(configs, ["cpu"])
     steps = steps or (3 if quick else 30)
@@ -200,8 +201,8 @@ def run_overhead(*, ops=None, sizes=None, clock: str | None = None, rounds: int 
     _choose("--ops", ops, list(OVERHEAD_OPS))
     _choose("--sizes", sizes, list(SIZES))
     _choose("--clock", [clock] if clock else None, ["wall", "process"])
-    rounds = _at_least("--rounds", rounds, 1) or (3 if quick else 7)
-    threads = _at_least("--threads", threads, 1)
+    rounds = _checked("rounds", rounds) or (3 if quick else 7)
+    threads = _checked("threads", threads)
     sizes = tuple(sizes or (("tiny", "small") if quick else SIZES))
     clock = clock or "wall"
     min_time = 0.002 if quick else 0.02

@@ -5,6 +5,7 @@ expected columns, and the GPU / PyTorch columns say why they are empty when they
 """
 import csv
 import math
+import re
 
 import pytest
 
@@ -256,3 +257,52 @@ def test_eval_noise_script_reports_the_spread_of_a_few_batch_estimate(tmp_path, 
     text = capsys.readouterr().out
     assert "whole val split" in text and "an estimate from 5 batches: sd" in text
     assert "8 disjoint 5-batch estimates" in text
+
+
+def test_quick_model_on_cuda_reports_kernel_launches_per_step(cuda, tmp_path, capsys, monkeypatch):
+    """The model step on cuda counts our kernels per timed step (#16 item 4). Without a GPU
+    this runs on the cupy API stand-in (test id cuda-standin), where the kernels run on a CPU
+    emulation: it checks the counting and the columns, not GPU speed. A tiny config (one more
+    entry in MODEL_CONFIGS) keeps it to a few seconds there."""
+    from tinygrad_lm import Tensor, backend, kernels
+    from tinygrad_lm.bench.model_step import build_ours, make_batches, ours_step_fn
+    tiny = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, vocab_size=65, bias=False, dropout=0.0)
+    monkeypatch.setitem(bench.MODEL_CONFIGS, "tiny", tiny)
+    out = tmp_path / "b"
+    assert main(["bench", "--quick", "--what", "model", "--config", "tiny", "--device", cuda, "--no-torch",
+                 "--warmup", "1", "--steps", "2", "--out-dir", str(out)]) == 0
+    fields, rows = _read(out / "model.csv")
+    assert fields == bench.MODEL_FIELDS
+    (row,) = rows
+    assert row["impl"] == "ours" and row["device"].startswith("cuda") and int(row["steps"]) == 2
+    n = int(row["kernel_launches_per_step"])
+    _, steps = _read(out / "model_steps.csv")
+    assert [int(s["kernel_launches"]) for s in steps] == [n, n]  # every timed step launches the same kernels
+    text = capsys.readouterr().out
+    assert "launches/step" in text and re.search(rf"cuda:0 .* 1\.00 +{n}\n", text)  # the table's last column
+    # the count is one step's, not a turn's or the warm-up's: a step counted here directly
+    model, opt = build_ours(tiny, cuda)
+    step = ours_step_fn(model, opt, cuda)
+    x, y = (Tensor(a, device=cuda) for a in make_batches(tiny, 1)[0])
+    step(x, y)
+    kernels.reset_launch_count()
+    step(x, y)
+    assert n == backend.kernel_launches() > 0
+    assert kernels.launch_counts()["adamw_step<float>"] == 1  # AdamW over all parameters in one launch
+    # docs/kernels.md's count: per layer 4 forward + 8 backward, the final layer norm 3, cross-entropy 3, AdamW 1
+    assert n == 12 * tiny["n_layer"] + 7
+    # with the kernels off, the generic cupy path launches none of ours
+    with backend.use_kernels(False):
+        assert main(["bench", "--quick", "--what", "model", "--config", "tiny", "--device", cuda, "--no-torch",
+                     "--warmup", "1", "--steps", "1", "--out-dir", str(out)]) == 0
+    (row,) = _read(out / "model.csv")[1]
+    assert int(row["kernel_launches_per_step"]) == 0
+
+
+def test_model_on_cpu_leaves_the_kernel_launch_column_empty(tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main(["bench", "--quick", "--what", "model", "--config", "cpu", "--device", "cpu", "--no-torch",
+                 "--warmup", "1", "--steps", "1", "--out-dir", str(out)]) == 0
+    (row,) = _read(out / "model.csv")[1]
+    assert row["kernel_launches_per_step"] == "" and int(row["steps"]) == 1
+    assert "launches/step" not in capsys.readouterr().out

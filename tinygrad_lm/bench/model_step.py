@@ -15,6 +15,11 @@ four batches. Inside one process they run interleaved: each in turn, in a rotati
 some untimed settle steps then a block of timed ones, so slow drifts of a shared machine hit
 every implementation alike. `time_alone` runs any one implementation back to back, in a
 fresh process through `harness.run_in_child`.
+
+On a GPU, ours also reports the kernels it launched per timed step (`kernel_launches_per_step`
+in model.csv, `kernel_launches` per step in model_steps.csv): tinygrad_lm's own CUDA kernels,
+counted on the host by `backend.kernel_launches()` before and after the step; cupy's generic
+kernels are not counted. Empty on the CPU and for PyTorch.
 """
 from __future__ import annotations
 
@@ -30,9 +35,10 @@ from .machine import blas_threads, load_torch
 
 MODEL_FIELDS = ["config", "device", "impl", "threads", "n_params", "tokens_per_step", "gflop_per_step", "warmup", "steps",
                 "ms_median", "ms_min", "ms_max", "ms_q1", "ms_q3", "tokens_per_s", "gflops", "peak_gflops",
-                "frac_of_peak", "ours_over_this", "loss_first"]
-STEP_FIELDS = ["config", "device", "impl", "round", "ms"]
+                "frac_of_peak", "ours_over_this", "loss_first", "kernel_launches_per_step"]
+STEP_FIELDS = ["config", "device", "impl", "round", "ms", "kernel_launches"]
 TORCH_IMPLS = {"torch": "explicit", "torch_sdpa": "sdpa"}  # name -> torch_reference's attention
+OURS_IMPLS = ("ours", "ours_composed")
 
 
 # ================================================================ the implementations
@@ -152,15 +158,20 @@ def run_model(s: Settings, config: str, device: str, torch, torch_why: str, peak
     n_nonemb = n_params_nonemb(arrays)
     fl = flops_per_step(n_nonemb, cfg)
     times = {k: [] for k in names}
+    launches = {k: [] for k in names}  # our own kernels launched per timed step (GPU only)
+    count_launches = device != "cpu"
     first_loss = {}
+    last_launches = [""]
 
     def timed(name, i):
         fn, sync_fn = impls[name]
         sync_fn()
+        k0 = backend.kernel_launches()  # a host-side counter: reading it costs no device sync
         t0 = time.perf_counter()
         loss = fn(i)
         sync_fn()
         dt = time.perf_counter() - t0
+        last_launches[0] = backend.kernel_launches() - k0 if count_launches and name in OURS_IMPLS else ""
         first_loss.setdefault(name, loss)
         return dt
 
@@ -187,7 +198,9 @@ def run_model(s: Settings, config: str, device: str, torch, torch_why: str, peak
                     i = r * block + j
                     dt = timed(name, i)
                     times[name].append(dt)
-                    per_step.append({"config": config, "device": device, "impl": name, "round": i, "ms": 1e3 * dt})
+                    launches[name].append(last_launches[0])
+                    per_step.append({"config": config, "device": device, "impl": name, "round": i, "ms": 1e3 * dt,
+                                     "kernel_launches": last_launches[0]})
             if bar is not None:
                 bar.update(block)
     finally:
@@ -212,7 +225,9 @@ def run_model(s: Settings, config: str, device: str, torch, torch_why: str, peak
             where = dict(device=f"{tdev} (torch)", threads=torch.get_num_threads() if tdev == "cpu" else "")
         else:
             where = dict(device=device, threads=ours_threads)
-        rows.append(row(name, times[name], loss_first=first_loss.get(name, float("nan")), **where))
+        counted = [n for n in launches[name] if n != ""]
+        rows.append(row(name, times[name], loss_first=first_loss.get(name, float("nan")),
+                        kernel_launches_per_step=statistics.median_low(counted) if counted else "", **where))
     if "torch" in first_loss:
         notes["loss_check"] = abs(first_loss["ours"] - first_loss["torch"])
     if s.ours_alone and tdev is not None:
@@ -235,13 +250,20 @@ def format_model(rows, notes_by, peaks) -> str:
     """The model table, the notes of each (config, device), the matmul peaks and the FLOP formula."""
     hdr = ["config", "impl", "device", "threads", "ms/step median", "[min, max]", "IQR", "tokens/s", "GFLOP/s",
            "% of peak", "ours/this"]
+    launches = any(r.get("kernel_launches_per_step", "") != "" for r in rows)  # a GPU ran ours
+    if launches:
+        hdr.append("launches/step")
     out = []
     for r in rows:
         out.append([r["config"], r["impl"], r["device"], r["threads"], f"{r['ms_median']:.2f}",
                     f"[{r['ms_min']:.1f}, {r['ms_max']:.1f}]", f"{r['ms_q1']:.1f}-{r['ms_q3']:.1f}",
                     f"{r['tokens_per_s']:,.0f}", f"{r['gflops']:.2f}", f"{100 * r['frac_of_peak']:.1f}%",
-                    f"{r['ours_over_this']:.2f}"])
-    text = [table(hdr, out, ["<", "<", "<"] + [">"] * 8)]
+                    f"{r['ours_over_this']:.2f}"] + ([r.get("kernel_launches_per_step", "")] if launches else []))
+    text = [table(hdr, out, ["<", "<", "<"] + [">"] * (len(hdr) - 3))]
+    if launches:
+        text.append("launches/step: tinygrad_lm's own CUDA kernels launched in one timed step (median; "
+                    "backend.kernel_launches() read before and after it); cupy's generic kernels, the matmuls "
+                    "included, are not counted")
     for (config, device), notes in notes_by.items():
         if notes.get("torch"):
             text.append(f"{config} on {device}: PyTorch column: {notes['torch']}")

@@ -365,7 +365,7 @@ def _add_bench(sub):
                    "this process's CPU time, which other jobs on a busy machine disturb far less")
     g.add_argument("--rounds", type=int, help="timing rounds per figure, the median reported (default 7)")
     g = p.add_argument_group("data parallel (--what allreduce)")
-    g.add_argument("--nproc", type=int, help="ranks for --what allreduce (default 2)")
+    g.add_argument("--nproc", type=int, help="MPI ranks, launched through mpiexec (default 2)")
     p.set_defaults(func=cmd_bench)
 
 

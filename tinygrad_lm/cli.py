@@ -328,24 +328,79 @@ def cmd_gradcheck(a):
 
 
 def _add_bench(sub):
-    p = sub.add_parser("bench", help="op-level and model-level benchmarks (numpy vs cupy vs PyTorch)")
+    p = sub.add_parser("bench", help="op-level and model-level benchmarks (numpy vs cupy vs PyTorch)",
+                       description="Benchmarks: the op sweep (--what ops), one GPT training step against PyTorch "
+                                   "(--what model; --profile: where its time goes), both (all, the default), or the "
+                                   "per-op Python overhead against bare numpy (--what overhead), or the data-parallel "
+                                   "gradient all-reduce against the step (--what allreduce).")
     p.add_argument("--quick", action="store_true", help="a ~30 s smoke run")
-    p.add_argument("--what", choices=["ops", "model", "all", "allreduce"], default="all",
+    p.add_argument("--what", choices=["ops", "model", "all", "overhead", "allreduce"], default="all",
                    help="allreduce: the data-parallel gradient all-reduce against the step, over --nproc ranks")
     p.add_argument("--config", nargs="+", default=None, help="model configs: cpu, gpu")
     p.add_argument("--device", nargs="+", default=None, help="devices to run (default: cpu, and cuda when available)")
     p.add_argument("--out-dir", default="bench_out", help="where the CSV and PNG go")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    p.add_argument("--nproc", type=int, default=2, help="ranks for --what allreduce (default 2)")
+    p.add_argument("--ops", nargs="+", default=None, help="only these ops (--what ops, all or overhead)")
+    p.add_argument("--threads", type=int, help="numpy's BLAS threads and torch.set_num_threads "
+                   "(default: BLAS's own; needs threadpoolctl)")
+    g = p.add_argument_group("model step (--what model or all)")
+    g.add_argument("--budget", type=float, help="seconds of timed steps per config, all implementations (default 90)")
+    g.add_argument("--warmup", type=int, help="warm-up steps per implementation (default 5)")
+    g.add_argument("--block", type=int, help="timed steps per turn of each implementation (default 5; "
+                   "each turn starts with untimed steps)")
+    g.add_argument("--steps", type=int, help="timed steps per implementation instead of a --budget "
+                   "(default: as many as the budget allows, 30 to 200)")
+    g.add_argument("--composed", action="store_true", help="also time ours with the composed ops "
+                   "(F.use_fused(False)): what the fused ops buy")
+    g = p.add_argument_group("profile (--what model --profile)")
+    g.add_argument("--profile", action="store_true", help="instead of timing against PyTorch: where our step's "
+                   "time goes (phases, time per op)")
+    g.add_argument("--profile-steps", type=int, help="steps per measurement (default 30)")
+    g.add_argument("--cprofile", action="store_true", help="also print the cProfile listings")
+    g.add_argument("--torch-profile", action="store_true", help="also torch.profiler's table of PyTorch's step")
+    g = p.add_argument_group("per-op overhead (--what overhead)")
+    g.add_argument("--sizes", nargs="+", choices=["tiny", "small", "medium"],
+                   help="1x1, 64x64, 1024x1024 (default: all three)")
+    g.add_argument("--clock", choices=["wall", "process"], help="wall: time.perf_counter (default); process: "
+                   "this process's CPU time, which other jobs on a busy machine disturb far less")
+    g.add_argument("--rounds", type=int, help="timing rounds per figure, the median reported (default 7)")
+    g = p.add_argument_group("data parallel (--what allreduce)")
+    g.add_argument("--nproc", type=int, help="MPI ranks, launched through mpiexec (default 2)")
     p.set_defaults(func=cmd_bench)
 
 
+# bench flags that apply to some modes only: flag -> (modes, how to say it); the mode is
+# --what, or "profile" for --what model --profile
+_MODEL = (("model", "all"), "--what model or all")
+_PROFILE = (("profile",), "--what model --profile")
+_OVERHEAD = (("overhead",), "--what overhead")
+_ALLREDUCE = (("allreduce",), "--what allreduce")
+_NOT_OVERHEAD = (("ops", "model", "all", "profile", "allreduce"), "--what ops, model, all or allreduce")
+_BENCH_FLAG_MODES = {"budget": _MODEL, "warmup": _MODEL, "block": _MODEL, "steps": _MODEL, "composed": _MODEL,
+                     "profile_steps": _PROFILE, "cprofile": _PROFILE, "torch_profile": _PROFILE,
+                     "sizes": _OVERHEAD, "clock": _OVERHEAD, "rounds": _OVERHEAD,
+                     "config": _NOT_OVERHEAD, "device": _NOT_OVERHEAD, "nproc": _ALLREDUCE,
+                     "threads": (("ops", "model", "all", "profile", "overhead"), "--what ops, model, all or overhead"),
+                     "ops": (("ops", "all", "overhead"), "--what ops, all or overhead")}
+
+
 def cmd_bench(a):
-    if a.what == "allreduce":  # data parallel: distributed.py (it re-launches itself through mpiexec)
-        from .distributed import bench_allreduce
-        return bench_allreduce(a.config, a.nproc, a.quick, a.out_dir, (a.device or ["cpu"])[0], a.argv)
-    from .bench import run_bench
-    return run_bench(a)
+    from . import bench
+    if a.profile and a.what != "model":
+        raise ValueError("--profile: only with --what model")
+    mode = "profile" if a.profile else a.what
+    for flag, (modes, where) in _BENCH_FLAG_MODES.items():
+        if vars(a)[flag] not in (None, False) and mode not in modes:
+            raise ValueError(f"--{flag.replace('_', '-')}: only with {where}")
+    if mode == "overhead":
+        return bench.run_overhead(ops=a.ops, sizes=a.sizes, clock=a.clock, rounds=a.rounds, quick=a.quick,
+                                  threads=a.threads, no_torch=a.no_torch, out_dir=a.out_dir)
+    if mode == "profile":
+        return bench.run_profile(configs=a.config, devices=a.device, steps=a.profile_steps, cprofile=a.cprofile,
+                                 torch_profile=a.torch_profile, threads=a.threads, quick=a.quick)
+    return bench.run_bench(what=a.what, quick=a.quick, configs=a.config, devices=a.device, out_dir=a.out_dir,
+                           no_torch=a.no_torch, ops=a.ops, threads=a.threads, budget=a.budget, warmup=a.warmup,
+                           block=a.block, steps=a.steps, composed=a.composed, nproc=a.nproc)
 
 
 def _add_graph(sub):

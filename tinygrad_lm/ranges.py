@@ -120,7 +120,11 @@ FLAG_RANGES: dict[str, dict[str, Range]] = {
     "gradcheck": {"seed": SEED},
     # the graph of a GPT deeper than GPT-2 XL's 48 layers is no longer readable as a picture
     "graph": {"n_layer": Int(1, 48)},
-    "bench": {"nproc": Int(2, note="ranks for --what allreduce")},
+    "bench": {
+        "threads": POSITIVE, "budget": Float(0, lo_open=True, note="seconds"), "warmup": COUNT, "block": POSITIVE,
+        "steps": POSITIVE, "profile_steps": POSITIVE, "rounds": POSITIVE,
+        "nproc": Int(2, note="ranks for --what allreduce"),
+    },
 }
 
 

@@ -405,6 +405,73 @@ def tune_host_allocator(limit: int = 1 << 30) -> bool:
         return False
 
 
+# ================================================================ CPU threads for numpy passes
+# numpy's elementwise passes and reductions run on one core, and it releases the GIL inside
+# them (and inside matmul), so the CPU ops split their biggest passes into row blocks run by a
+# few Python threads at once. Created on first use: importing the package starts no thread.
+_num_threads = None   # None: every CPU this process may run on
+_pool = None
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the CPU ops split their large passes over (PyTorch's name for the setting):
+    the calling thread plus n - 1 workers. 1 runs everything on the calling thread. The
+    result does not depend on it: work is split only where rows are independent. numpy's
+    BLAS keeps its own thread count (OPENBLAS_NUM_THREADS, threadpoolctl)."""
+    global _num_threads, _pool
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be an integer >= 1, got {n!r}")
+    _num_threads = n
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+
+
+def get_num_threads() -> int:
+    """set_num_threads's value; by default TINYGRAD_LM_NUM_THREADS when the environment sets
+    it, else the number of CPUs this process may run on."""
+    if _num_threads is None:
+        env = os.environ.get("TINYGRAD_LM_NUM_THREADS", "")
+        if env.isdigit() and int(env) >= 1:
+            return int(env)
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            return os.cpu_count() or 1
+    return _num_threads
+
+
+def _forget_pool():
+    global _pool
+    _pool = None   # a forked child has none of its parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def run_parts(fn, n: int, min_part: int = 1) -> None:
+    """Call fn(lo, hi) on contiguous blocks [lo, hi) covering range(n), up to
+    get_num_threads() of them and none smaller than `min_part`: the first block on the calling
+    thread, the others on worker threads, at the same time. Returns when all are done (an
+    exception in any block is raised here). fn must write disjoint outputs per block."""
+    global _pool
+    parts = max(1, min(get_num_threads(), n // max(min_part, 1)))
+    if parts == 1:
+        fn(0, n)
+        return
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(get_num_threads() - 1, thread_name_prefix="tinygrad_lm")
+    bounds = [n * i // parts for i in range(parts + 1)]
+    futures = [_pool.submit(fn, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    try:
+        fn(bounds[0], bounds[1])
+    finally:
+        for f in futures:
+            f.result()
+
+
 # ================================================================ fused CUDA kernels: the dispatch seam
 # Ops keep one code path: their numpy code. A method that a hand-written CUDA kernel can do
 # instead (a fused op's forward and backward, an optimizer's step) is marked with

@@ -23,6 +23,11 @@ MODEL_CONFIGS = {
     "cpu": from_preset("cpu", vocab_size=65, bias=False, dropout=0.0),
     # nanoGPT's baby Shakespeare GPU config, without dropout
     "gpu": from_preset("gpu", vocab_size=65, bias=False, dropout=0.0),
+    # the sizes between, for the CPU against PyTorch: 6 layers, 6 heads, 192 dims, block 128, batch 16 ...
+    "cpu-6x192": dict(n_layer=6, n_head=6, n_embd=192, block_size=128, batch_size=16, vocab_size=65, bias=False,
+                      dropout=0.0),
+    # ... and the gpu config's model at batch 8 (6 layers, 6 heads, 384 dims, block 256)
+    "cpu-6x384": from_preset("gpu", vocab_size=65, bias=False, dropout=0.0, batch_size=8),
 }
 
 

@@ -242,3 +242,76 @@ def test_the_device_generator_is_uniform():
     assert hist.min() > 0.95 * 10_000 and hist.max() < 1.05 * 10_000
     a, b = backend.DeviceGenerator(0).random(1000), backend.DeviceGenerator(1).random(1000)
     assert abs(np.corrcoef(a, b)[0, 1]) < 0.1   # neighbouring seeds are unrelated streams
+
+
+# ================================================================ 7. dropout masks drawn on the device
+def _dropout_outputs(dev, dtype=np.float32):
+    """F.dropout, the fused attention's dropout and the composed one, after one seed."""
+    from tinygrad_lm.nn import functional as F
+    x = tg.tensor(np.ones((3, 5, 7), dtype=dtype), device=dev)
+    q = tg.tensor(np.random.default_rng(0).standard_normal((2, 2, 6, 4)).astype(dtype), device=dev)
+    tg.manual_seed(11)
+    drop = F.dropout(x, 0.3)
+    fused = F.scaled_dot_product_attention(q, q, q, dropout_p=0.25, is_causal=True, impl="fused")
+    state = backend.device_rng.get_state()
+    tg.manual_seed(11)
+    F.dropout(x, 0.3)
+    composed = F.scaled_dot_product_attention(q, q, q, dropout_p=0.25, is_causal=True, impl="composed")
+    assert backend.device_rng.get_state() == state
+    return [t.cpu().numpy() for t in (drop, fused, composed)], state
+
+
+def test_dropout_masks_are_the_same_on_every_device_and_need_no_copy(device, _cupy_standin):
+    (drop, fused, composed), state = _dropout_outputs("cpu")
+    (d_drop, d_fused, d_composed), d_state = _dropout_outputs(device)
+    if _cupy_standin is not None:   # a mask is drawn on the device: nothing copied, nothing read
+        from tinygrad_lm.nn import functional as F
+        x = tg.ones(64, 64, device=device)
+        F.scaled_dot_product_attention(x[None], x[None], x[None], dropout_p=0.5, is_causal=True)  # caches the causal mask
+        _cupy_standin.counters.reset()
+        F.dropout(x, 0.5)
+        F.scaled_dot_product_attention(x[None], x[None], x[None], dropout_p=0.5, is_causal=True)
+        c = _cupy_standin.counters
+        assert c.h2d_copies == 0 and c.syncs == 0, c.snapshot()
+    assert d_state == state == {"seed": 11, "counter": (105 + 1) // 2 + 2 * 2 * 6 * 6 // 2}
+    np.testing.assert_array_equal(d_drop, drop)                         # the same mask, bit for bit
+    assert set(np.unique(drop)) == {0.0, np.float32(1 / 0.7)}
+    np.testing.assert_allclose(d_fused, fused, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(fused, composed, rtol=1e-6, atol=1e-6)   # fused and composed draw alike
+
+
+def test_the_dropout_mask_keeps_1_minus_p_and_the_same_entries_in_every_dtype():
+    g = backend.DeviceGenerator(5)
+    m32 = g.dropout_mask((400, 500), 0.2, np.float32)
+    assert g.counter == 100_000
+    g.manual_seed(5)
+    m64 = g.dropout_mask((400, 500), 0.2, np.float64)
+    assert m32.dtype == np.float32 and m64.dtype == np.float64
+    np.testing.assert_array_equal(m32 > 0, m64 > 0)
+    assert set(np.unique(m64)) == {0.0, 1.25}
+    kept = (m64 > 0).mean()
+    assert abs(kept - 0.8) < 4 * np.sqrt(0.8 * 0.2 / m64.size)          # within 4 sigma
+    assert abs(m64.mean() - 1.0) < 0.01                                 # inverted dropout keeps the mean
+    rows = (m64 > 0).mean(axis=1)                                       # no structure along either axis
+    assert rows.min() > 0.7 and rows.max() < 0.9
+    g.manual_seed(5)
+    assert (g.dropout_mask(7, 0.0) == 1.0).all() and g.counter == 4     # odd n: ceil(n / 2) words
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
+        g.dropout_mask(3, 1.0)
+
+
+def test_a_gpt_with_dropout_gives_the_same_loss_and_gradients_on_every_device(cuda):
+    # the masks are the same bits everywhere, so CPU/GPU parity holds with dropout on
+    out = {}
+    for dev in ("cpu", cuda):
+        tg.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.3)).to(dev)
+        model.train()
+        rng = np.random.default_rng(0)
+        x, y = rng.integers(0, 11, (4, 8)), rng.integers(0, 11, (4, 8))
+        _, loss = model(tg.tensor(x, device=dev), tg.tensor(y, device=dev))
+        loss.backward()
+        out[dev] = float(loss.item()), {n: p.grad.cpu().numpy() for n, p in model.named_parameters()}
+    assert out[cuda][0] == pytest.approx(out["cpu"][0], rel=1e-6)
+    for n, g in out["cpu"][1].items():
+        np.testing.assert_allclose(out[cuda][1][n], g, rtol=1e-4, atol=1e-6, err_msg=n)

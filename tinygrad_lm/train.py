@@ -47,8 +47,8 @@ import numpy as np
 
 from . import backend, distributed
 from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, checkpoint_dir, data_record,
-                         load_training_checkpoint, model_config, model_dtype, read_meta, run_text,
-                         save_training_checkpoint)
+                         load_training_checkpoint, model_config, model_dtype, read_meta, restore_device_rng,
+                         run_text, save_training_checkpoint)
 from .data import build_tokenizer, encode_splits, get_batch, load_corpus, text_sha256
 from .engine import get_rng_state, manual_seed, set_rng_state
 from .evaluate import estimate_loss, perplexity
@@ -319,6 +319,9 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         optimizer.load_state_dict(optim_state)
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
+        note = restore_device_rng(meta, cfg.out_dir, cfg.seed, start_iter)  # the dropout masks' generator
+        if note and cfg.dropout > 0:
+            log(note)
     n_params = sum(p.numel() for p in model.parameters())
     # data parallel: the step is train_step in one process without accumulation, else DataParallel's
     dp = None if dist is None and cfg.grad_accum_steps == 1 else \
@@ -344,7 +347,7 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         nonlocal last_saved
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
-                "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name, "data": data}
+                "model_rng": get_rng_state(), "device_rng": backend.device_rng.get_state(), "train_config": asdict(cfg), "corpus": corpus_name, "data": data}
         if main:  # data parallel: rank 0 alone writes
             save_training_checkpoint(cfg.out_dir, model, optimizer, meta)
             try:

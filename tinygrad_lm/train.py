@@ -66,24 +66,83 @@ __all__ = ["PRESETS", "TrainConfig", "TrainingDiverged", "config_from_args", "fi
 # ---------------------------------------------------------------- one step
 def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0, check=None) -> Tensor:
     """One optimisation step: loss = cross-entropy(model(x), y); backward; clip the global
-    gradient norm to `grad_clip` (0 = off); AdamW step; clear the gradients. Returns the loss.
-    `check(loss, grad_norm)` (grad_norm None when not clipping), when given, runs before the
-    optimizer step and may raise to keep the weights as they were (see TrainingDiverged)."""
+    gradient norm to `grad_clip` (0 = off); AdamW step; clear the gradients. Returns the loss
+    (a 0-d tensor: reading it is the caller's choice, and on a GPU a host sync).
+    `check(loss, grad_norm)` (grad_norm a 0-d tensor, None when not clipping), when given, runs
+    before the optimizer step. It may raise to keep the weights as they were (see
+    TrainingDiverged), or return `found_inf` for the optimizer's step (StepMonitor does: the
+    divergence check without reading the GPU)."""
     from .optim import clip_grad_norm_
     _, loss = model(x, y)
     loss.backward()
     grad_norm = clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
-    if check is not None:
-        check(loss, grad_norm)
-    optimizer.step()
+    found_inf = check(loss, grad_norm) if check is not None else None
+    if found_inf is None:
+        optimizer.step()
+    else:
+        optimizer.step(found_inf=found_inf)
     optimizer.zero_grad(set_to_none=True)
     return loss
+
+
+# On a GPU the loop reads the losses every this many steps (and before every evaluation,
+# checkpoint and exit); on the CPU, where a read costs nothing, every step.
+DEVICE_LOG_INTERVAL = 10
+
+
+class StepMonitor:
+    """The training loop's divergence check and loss log, with at most one host sync per
+    logged step and none in between.
+
+    As train_step's (or DataParallel.step's) `check`, for each step: the row [loss, gradient
+    norm] (just the loss without clipping) stays on the parameters' device, and so does the
+    flag "some step so far was not finite", returned as `found_inf`: the optimizer applies it
+    on the device, so from the first non-finite step on no update changes a weight or a
+    moment. `read()` brings every row since the last read to the host in one transfer; the
+    loop reads at every logged step and before every evaluation, checkpoint and exit, and
+    raises TrainingDiverged naming the first non-finite row's step. A diverged step thus never
+    reaches the weights nor a checkpoint, as when the check read every step; the difference is
+    only when the error is raised (at the next read, up to DEVICE_LOG_INTERVAL - 1 steps
+    later, those steps' updates skipped). On the CPU the flag is a host value and the
+    optimizer skips the step outright (step counts included)."""
+
+    def __init__(self):
+        self.rows = []
+        self.bad = None
+
+    def __call__(self, loss, grad_norm):
+        loss = loss.data if isinstance(loss, Tensor) else loss
+        norm = grad_norm.data if isinstance(grad_norm, Tensor) else grad_norm
+        dev = next((v for v in (loss, norm) if hasattr(v, "__cuda_array_interface__")), None)
+        if dev is None:  # the CPU (or data parallel's all-reduced float with a CPU norm): reading is free
+            row = np.array([float(loss)] + ([] if norm is None else [float(norm)]))
+            self.rows.append(row)
+            self.bad = bool(self.bad) or not np.isfinite(row).all()
+            return np.bool_(self.bad)
+        xp = backend.array_module(dev)
+        with backend.use_device(backend.device_of(dev)):
+            # DataParallel hands the all-reduced loss as a float: 8 bytes up, on a path that reads every step
+            row = xp.stack([xp.asarray(v, dtype=np.float64) for v in (loss, norm) if v is not None])
+            bad = xp.logical_not(xp.isfinite(row).all())
+            self.bad = bad if self.bad is None else xp.logical_or(self.bad, bad)
+        self.rows.append(row)
+        return self.bad
+
+    def read(self) -> np.ndarray:
+        """(steps since the last read, 2) [loss, gradient norm] (1 column without clipping), as
+        float64 on the host: one device-to-host transfer for all of them."""
+        rows, self.rows = self.rows, []
+        if not rows:
+            return np.zeros((0, 2))
+        xp = backend.array_module(rows[0])
+        return backend.to_numpy(xp.stack(rows)) if xp is not np else np.stack(rows)
 
 
 def fit(model, data: np.ndarray, steps: int, batch_size: int = 16, lr: float = 3e-3, weight_decay: float = 0.1,
         betas=(0.9, 0.99), grad_clip: float = 1.0, seed: int = 0) -> list[float]:
     """Train `model` for `steps` steps on random (batch_size, block_size) windows of `data` at a
-    constant learning rate (the examples' short runs); returns the batch losses."""
+    constant learning rate (the examples' short runs); returns the batch losses (read from the
+    device once, at the end)."""
     device = _model_device(model)
     optimizer = model.configure_optimizers(weight_decay, lr, betas)
     rng = np.random.default_rng(seed)
@@ -92,9 +151,12 @@ def fit(model, data: np.ndarray, steps: int, batch_size: int = 16, lr: float = 3
     for _ in range(steps):
         x, y = get_batch(data, batch_size, model.config.block_size, rng)
         loss = train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), grad_clip)
-        losses.append(float(loss.data))
+        losses.append(loss.data)
     model.eval()
-    return losses
+    if not losses:
+        return []
+    xp = backend.array_module(losses[0])
+    return [float(v) for v in backend.to_numpy(xp.stack(losses))]
 
 
 def _model_device(model) -> str:
@@ -363,17 +425,23 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         raise TrainingDiverged(f"training diverged at step {step}: {what}{weights}; {kept}. Plausible causes: "
                                + "; ".join(plausible_causes(cfg, step, lr_now)))
 
-    step_loss = [math.nan]
+    # the divergence check and the loss log: on the device between reads (StepMonitor), so an
+    # unlogged step reads nothing back; `logged` holds the (step, lr) of the rows not yet read
+    monitor, logged = StepMonitor(), []
+    log_every = 1 if device == "cpu" else DEVICE_LOG_INTERVAL
 
-    def check(loss, grad_norm):  # before the optimizer step: a non-finite update is never applied
-        # the step's one host sync (clip_grad_norm_ already brought the norm); DataParallel passes
-        # the all-reduced loss as a float, the same on every rank
-        lossf = float(loss.data) if isinstance(loss, Tensor) else float(loss)
-        step_loss[0] = lossf
-        if not math.isfinite(lossf):
-            diverged(it, f"the loss is {lossf}", lr)
-        if grad_norm is not None and not math.isfinite(grad_norm):
-            diverged(it, f"the gradient norm is {grad_norm} (the loss was {lossf:.4g})", lr)
+    def read_losses():  # the logged step's one host sync: every pending step's loss and norm
+        for (step, lr_step), row in zip(logged, monitor.read()):
+            lossf = float(row[0])
+            if not math.isfinite(lossf):
+                diverged(step, f"the loss is {lossf}", lr_step)
+            if len(row) > 1 and not math.isfinite(row[1]):
+                diverged(step, f"the gradient norm is {float(row[1])} (the loss was {lossf:.4g})", lr_step)
+            rows.append({"step": step, "lr": f"{lr_step:.6g}", "loss": f"{lossf:.6f}", "eval_train_loss": "",
+                         "eval_val_loss": "", "val_perplexity": ""})
+            step_loss[0] = lossf
+        logged.clear()
+    step_loss = [math.nan]
 
     tokens_per_step = cfg.batch_size * cfg.block_size
     t0 = time.perf_counter()
@@ -386,6 +454,9 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
     with _Interrupt() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while True:
             if it % cfg.eval_interval == 0 or it == cfg.max_iters:
+                ts = time.perf_counter()
+                read_losses()  # the steps before: checked before anything is evaluated or saved
+                train_time += time.perf_counter() - ts
                 tl = evaluate(model, train_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, device)
                 vl = evaluate(model, val_ids, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 2, device)
                 if not (math.isfinite(tl) and math.isfinite(vl)):
@@ -401,6 +472,7 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
                 break
             hit = stop.hit if dist is None else dp.stop  # data parallel: agreed in the last step's all-reduce
             if hit:
+                read_losses()
                 interrupted = hit
                 break
             ts = time.perf_counter()
@@ -409,18 +481,18 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
                 g["lr"] = lr
             x, y = get_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
             if dp is None:
-                train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip, check)
+                train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip, monitor)
             else:  # data parallel: the global batch; each rank keeps its rows; the loss is the whole batch's
-                dp.step(x, y, stop.hit, check)
-            lossf = step_loss[0]
+                dp.step(x, y, stop.hit, monitor)
+            logged.append((it, lr))
+            it += 1
+            if it % log_every == 0:
+                read_losses()
             train_time += time.perf_counter() - ts
             steps_done += 1
-            rows.append({"step": it, "lr": f"{lr:.6g}", "loss": f"{lossf:.6f}", "eval_train_loss": "",
-                         "eval_val_loss": "", "val_perplexity": ""})
-            it += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(f"loss {lossf:.4f}, {steps_done * tokens_per_step / max(train_time, 1e-9):,.0f} tok/s")
+                bar.set_postfix_str(f"loss {step_loss[0]:.4f}, {steps_done * tokens_per_step / max(train_time, 1e-9):,.0f} tok/s")
     if bar is not None:
         bar.close()
     if interrupted:

@@ -207,6 +207,13 @@ def _check_targets(op, target, c, ignore_index, shape):
     y = target.data
     if y.size == 0:
         return
+    span = getattr(target, "_span", None)   # the range, when known without reading a GPU (tensor._note_span)
+    if span is not None and span[0] is y:
+        lo, hi = span[1], span[2]
+        # every value lies in [lo, hi] (both attained): fine if the parts below 0 and from c up
+        # are empty or the single value ignore_index
+        if (lo >= 0 or lo == min(hi, -1) == ignore_index) and (hi < c or hi == max(lo, c) == ignore_index):
+            return
     bad = (y != ignore_index) & ((y < 0) | (y >= c))
     if bool(bad.any()):
         v = y[bad]

@@ -306,8 +306,10 @@ class Check:
             for ln in out.splitlines():
                 if ln.startswith("counted"):
                     self.say(ln + "\n")
-                elif ln.startswith("|") or ln.startswith("(the training loop"):  # the table and its note
+                elif ln.startswith("|"):
                     self.say(ln)
+                elif ln.startswith("(the training loop"):   # the table's note, a paragraph of its own
+                    self.say("\n" + ln)
         if not self.a.standin:
             rc, out, err, _ = self.run([sys.executable, str(Path(__file__)), "--_sync-probe"] +
                                        (["--tiny"] if self.a.tiny else []), 120)

@@ -288,12 +288,16 @@ def test_a_non_finite_step_changes_no_weight_and_no_moment_on_the_device(device,
         before = {n: p.detach().cpu().numpy().copy() for n, p in model.named_parameters()}
         moments = {k: {n: np.array(v) for n, v in st.items() if n != "step"} for k, st in opt.state_dict()["state"].items()}
         w = model.transformer.wte.weight
+        from tinygrad_lm import kernels as K
+        launched = K.launch_counts().get("adamw_step<float>", 0)
         with np.errstate(invalid="ignore", over="ignore"):
             w.data[0, 0] = np.nan                                        # the next loss is NaN
             for _ in range(3):                                           # that step and every later one: skipped
                 train_step(model, opt, x, y, 1.0, monitor)
             w.data[0, 0] = before["transformer.wte.weight"][0, 0]
         rows = monitor.read()
+        if kernels and device != "cpu":                                  # the kernel ran, and returned at once
+            assert K.launch_counts()["adamw_step<float>"] == launched + 3
     assert np.isfinite(rows[0]).all() and not np.isfinite(rows[1]).any()
     assert all(np.array_equal(p.detach().cpu().numpy(), before[n]) for n, p in model.named_parameters())
     state = opt.state_dict()["state"]

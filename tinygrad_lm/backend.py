@@ -191,17 +191,28 @@ class DeviceGenerator:
         z ^= z >> np.uint64(31)
         return z
 
+    def _reserve(self, n: int) -> int:
+        """Take the next n words of the stream: returns their offset and advances the counter.
+        (counter + i) * golden + key = i * golden + offset, offset = counter * golden + key
+        (mod 2^64): one host integer, so word i needs only i on the device."""
+        key = int(self._mix(np.array([self.seed], dtype=np.uint64), np)[0])
+        offset = (self.counter * int(self._GOLDEN) + key) % (1 << 64)
+        self.counter += n
+        return offset
+
     def _words(self, n: int, xp):
         """The next n words of the stream (uint64, on xp's current device); advances the counter.
-        (counter + i) * golden + key = i * golden + (counter * golden + key) mod 2^64: the
-        offset is one host integer, so the device does arange, one multiply, one add, the mix."""
-        key = int(self._mix(np.array([self.seed], dtype=np.uint64), np)[0])
-        offset = np.uint64((self.counter * int(self._GOLDEN) + key) % (1 << 64))
+        The device does arange, one multiply, one add, the mix."""
+        offset = np.uint64(self._reserve(n))
         z = xp.arange(n, dtype=np.uint64)
         xp.multiply(z, self._GOLDEN, out=z)
         z += offset
-        self.counter += n
         return self._mix(z, xp)
+
+    @staticmethod
+    def threshold(p: float) -> int:
+        """ceil(p 2^32), at most 2^32 - 1: a 32-bit draw u keeps its entry when u >= this."""
+        return min(math.ceil(p * 2.0 ** 32), 2 ** 32 - 1)
 
     def random(self, shape, dtype=np.float32, device: str = "cpu"):
         """An array of `shape` uniform on [0, 1) in `dtype` (float32 or float64) on `device`."""
@@ -224,7 +235,8 @@ class DeviceGenerator:
         (u_2i, u_2i+1 = the low and high halves of word i; little-endian, as every machine
         cupy runs on), so P(keep) = 1 - p to within 2^-32, the same entries are kept for
         every dtype, and n entries cost n/2 words: half the integer work of `random`. The
-        counter advances by ceil(n / 2)."""
+        counter advances by ceil(n / 2). On a GPU with kernels enabled one kernel does it all
+        (kernels/dropout.cu, the same bits); the array code below is its twin."""
         if not 0.0 <= p < 1.0:
             raise ValueError(f"DeviceGenerator.dropout_mask: p must be in [0, 1), got {p}")
         dtype = np.dtype(dtype)
@@ -233,7 +245,7 @@ class DeviceGenerator:
         n = int(np.prod(shape))
         with use_device(device):
             halves = self._words((n + 1) // 2, xp).view(np.uint32)[:n]
-            keep = halves >= np.uint32(min(math.ceil(p * 2.0 ** 32), 2 ** 32 - 1))
+            keep = halves >= np.uint32(self.threshold(p))
             # keep (0 or 1) x scale in one pass (np.where with two scalars is several times slower on numpy)
             return xp.multiply(keep, dtype.type(1.0 / (1.0 - p)), dtype=dtype).reshape(shape)
 
@@ -523,6 +535,11 @@ def kernel(name: str):
                 return method(obj, *args, **kw)
         return functools.wraps(method)(wrapper)
     return deco
+
+
+# the device generator's masks take the dropout kernel where one applies (`kernel` is defined
+# after the class, so the method is wrapped here)
+DeviceGenerator.dropout_mask = kernel("dropout_mask")(DeviceGenerator.dropout_mask)
 
 
 def nccl():

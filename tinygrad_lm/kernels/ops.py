@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from . import CTYPE, ByValue, launch, runtime_for
+from . import CTYPE, ByValue, launch, runtime_for, runtime_for_device
 
 _FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT32_MAX = 2 ** 31 - 1
@@ -430,6 +430,32 @@ class _AdamW:
             start += len(chunk)
 
 
+# ================================================================ dropout masks
+class _DropoutMask:
+    """backend.DeviceGenerator.dropout_mask in one launch (dropout.cu): the generator's words
+    computed in registers, only the mask written. Same arguments, same bits, and the counter
+    advances alike."""
+
+    def runtime(self, gen, shape, p, dtype=np.float32, device="cpu"):
+        if not 0.0 <= p < 1.0 or np.dtype(dtype) not in _FLOAT_TYPES:
+            return None                      # the method says what is wrong, or handles it
+        return runtime_for_device(device)
+
+    def dropout_mask(self, rt, gen, shape, p, dtype=np.float32, device="cpu"):
+        from .. import backend
+        dtype = np.dtype(dtype)
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        n = int(np.prod(shape))
+        offset = gen._reserve((n + 1) // 2)
+        with backend.use_device(device):
+            out = rt.empty(shape, dtype)
+            if n:
+                grid = (max(1, min(((n + 1) // 2 + 255) // 256, 8192)),)
+                launch(rt, "dropout.cu", f"dropout_mask<{CTYPE[dtype]}>", grid, (256,),
+                       (out, np.int64(n), np.uint64(offset), np.uint32(gen.threshold(p)), dtype.type(1.0 / (1.0 - p))))
+        return out
+
+
 OPS = {
     "softmax": _RowSoftmax(log=False),
     "log_softmax": _RowSoftmax(log=True),
@@ -440,4 +466,5 @@ OPS = {
     "attention": _Attention(),
     "causal_attention": _PackedCausalAttention(),
     "adamw": _AdamW(),
+    "dropout_mask": _DropoutMask(),
 }

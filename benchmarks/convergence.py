@@ -22,7 +22,7 @@ training steps.
 tanh approximation, which is tinygrad_lm's GPT default.
 
 The times it prints are indicative only: both engines run in one process and their thread
-pools compete for the same cores. Time the step with `benchmarks/model_step.py`.
+pools compete for the same cores. Time the step with `tinygrad-lm bench --what model`.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tinygrad_lm import Tensor, manual_seed, no_grad  # noqa: E402
+from tinygrad_lm.bench.harness import tune_allocator  # noqa: E402
 from tinygrad_lm.checkpoint import build_model, model_arrays  # noqa: E402
 from tinygrad_lm.data import build_tokenizer, encode_splits, get_batch, load_corpus  # noqa: E402
 from tinygrad_lm.evaluate import evaluate_split  # noqa: E402
@@ -46,7 +46,7 @@ from tinygrad_lm.train import PRESETS, TrainConfig, lr_at, train_step  # noqa: E
 
 def torch_side(model, cfg, gelu):
     import torch
-    import torch_reference as tr
+    from tinygrad_lm.bench import torch_reference as tr
     tcfg = tr.TorchGPTConfig(model.config.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd,
                              cfg.dropout, cfg.bias)
     tm = tr.TorchGPT(tcfg, gelu=gelu)
@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     ap.add_argument("--csv", default=None, help="write every step's losses (ours, torch) to this file")
     a = ap.parse_args(argv)
+    tune_allocator()  # as the tinygrad-lm CLI does
 
     cfg = TrainConfig(**PRESETS[a.preset])
     cfg.seed = a.seed

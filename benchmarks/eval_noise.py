@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from tinygrad_lm import Tensor, no_grad  # noqa: E402
+from tinygrad_lm.bench.harness import tune_allocator  # noqa: E402
 from tinygrad_lm.checkpoint import load_model  # noqa: E402
 from tinygrad_lm.data import CORPUS_NAME, encode_splits, get_batch, load_corpus  # noqa: E402
 from tinygrad_lm.evaluate import evaluate_split  # noqa: E402
@@ -34,6 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=None, help="default: the run's batch size")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    tune_allocator()  # as the tinygrad-lm CLI does
 
     model, tok, meta = load_model(a.out_dir)
     corpus = a.data or meta.get("corpus")

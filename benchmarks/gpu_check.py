@@ -229,7 +229,8 @@ class Check:
         self.say(f"config `{config}`" + (" (the small one: rehearsal)" if config == "cpu" else
                                          " (nanoGPT's baby Shakespeare: 6x6x384, block 256, batch 64, vocab 65)") +
                  "; ours/torch < 1 means ours is faster")
-        self.say("\n| TF32 | impl | ms/step median | tokens/s | ours/this | loss at step 1 |\n|---|---|---|---|---|---|")
+        self.say("\n| TF32 | impl | ms/step median | tokens/s | ours/this | loss at step 1 | our kernel launches/step |"
+                 "\n|---|---|---|---|---|---|---|")
         for tf32 in (False, True):
             out_dir = self.tmp / f"bench_tf32_{int(tf32)}"
             code = ("import sys, tinygrad_lm\n"
@@ -248,7 +249,8 @@ class Check:
             for r in csv.DictReader(open(path)):
                 if r["device"].startswith("cuda"):
                     self.say(f"| {'on' if tf32 else 'off'} | {r['impl']} | {float(r['ms_median']):.2f} | "
-                             f"{float(r['tokens_per_s']):,.0f} | {r['ours_over_this'] or '-'} | {r['loss_first']} |")
+                             f"{float(r['tokens_per_s']):,.0f} | {r['ours_over_this'] or '-'} | {r['loss_first']} | "
+                             f"{r.get('kernel_launches_per_step') or '-'} |")
             self.say(f"<!-- bench TF32 {'on' if tf32 else 'off'}: {dt:.0f} s -->")
 
     # ------------------------------------------------------------ 4. train, and resume exactness
@@ -338,7 +340,7 @@ class Check:
 
 def _count_step(tiny):
     """Run under the stand-in (see Check.counts): warm AdamW training steps of the gpu config,
-    as the training loop runs them (with its StepMonitor): one unlogged, then one logged (the
+    as the training loop runs them (with its divergence check, runs.StepMonitor): one unlogged, then one logged (the
     step and the loop's one read of the losses)."""
     import numpy as np
     import cupy_standin

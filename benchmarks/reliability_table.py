@@ -58,14 +58,22 @@ The rules every case follows:
   SHA-256); only `--max-iters`, `--eval-interval`, `--eval-iters`, `--sample-tokens`,
   `--device` and `--grad-accum-steps` (and the number of processes) may change, each change
   printed; any other flag that differs is refused (section 2).
-* A non-finite loss or gradient norm stops training before the optimizer uses it; the last
-  good checkpoint stays, and the message names the step, what went non-finite and the
-  plausible flags; a checkpoint holding NaN or inf is never written nor loaded (section 1).
+* A non-finite loss or gradient norm never reaches the weights (the optimizer skips the
+  update) and stops training before anything more is evaluated or saved; the last good
+  checkpoint stays, and the message names the step, what went non-finite and the plausible
+  flags; a checkpoint holding NaN or inf is never written nor loaded (section 1).
 * Every file is written to an exclusively created temporary name beside it and renamed
   into place, the checkpoint folder too; a failed save (a full disk) removes its partial
   folder and keeps the previous checkpoint; kill -9 at any moment leaves a loadable
   checkpoint (section 8). Ctrl-C (exit 130) and SIGTERM (exit 143) save a checkpoint of the
   last finished step first (section 11).
+* Fine-tuning (`train --init-from DIR`, JSONL prompt/completion examples) and preference
+  optimization (`dpo`) read a checkpoint and a JSONL file: a checkpoint that is missing or
+  not written by `train`, a malformed line, a missing key, an empty or identical answer, an
+  empty file, a character the checkpoint's tokenizer cannot encode are each refused in one
+  line naming the file and the line (or the line and column) (section 12). `dpo` runs on
+  `train`'s machinery (`tinygrad_lm/runs.py`): the same lock, checkpoints, `--resume` rules
+  and signal handling (sections 3 and 11).
 """
 
 

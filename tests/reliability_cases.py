@@ -316,6 +316,10 @@ case("diverge-after-save", K, "train --lr 1e3 --grad-clip 0 (diverges after the 
      _diverge_after_a_save, says=("training diverged at step <n>: the loss is nan", "nothing after step 5 was saved",
                                   "still step 5's", "Plausible causes: --lr 1000 with --weight-decay 0.1"),
      disk="checkpoint of step 5 kept, loads, finite; loss.csv ends at step 5")
+case("dpo-diverge-lr", K, "dpo --lr 1e30 (the first update makes the weights overflow)",
+     cli(["dpo", "--init-from", "run", "--pairs", "pairs.jsonl", "--out-dir", "dpo", "--lr", "1e30", "--batch-size", "2",
+          "--max-iters", "10", "--eval-interval", "5", "--no-progress"], lambda f: (trained(f), pairs_file(f))),
+     says=("dpo diverged at step 1: the gradient norm is nan", "no checkpoint was written", "--lr 1e+30"))
 case("weight-decay-nan", K, "train --weight-decay nan", cli(["train", "--weight-decay", "nan"]),
      says=("--weight-decay must be a finite number >= 0, got nan",), not_says=("--lr",))
 case("lr-inf", K, "train --lr inf", cli(["train", "--lr", "inf"]), says=("--lr must be a finite number > 0, got inf",))
@@ -465,6 +469,29 @@ case("second-run", K, "a second train into the --out-dir of a running one",
      disk="the first run went on, saved on SIGTERM (exit 143) and its checkpoint loads")
 case("second-run-force", K, "a second train --force into the --out-dir of a running one",
      _second_run(["--force"]), says=("is in use by another tinygrad-lm run (pid <holder>)",),
+     disk="the first run went on, saved on SIGTERM (exit 143) and its checkpoint loads")
+def _second_dpo(folder):
+    trained(folder)
+    pairs_file(folder)
+    first = subprocess.Popen(dpo_cmd("--max-iters", "100000", "--eval-interval", "20"), cwd=folder, env=sub_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if not wait_for(lambda: (folder / "dpo" / "ckpt").is_dir(), proc=first):
+            return Outcome(-1, "the first run did not start: " + first.communicate()[1][-300:], "")
+        code, _, err = run_cli(folder, ["dpo", *DPO_RUN, "--force"])
+        err = err.strip().replace(f"pid {first.pid}", "pid <holder>")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    from tinygrad_lm.checkpoint import load_model
+    step = load_model(folder / "dpo")[2]["step"]
+    disk = (f"the first run went on, saved on SIGTERM (exit {first.returncode}) and its checkpoint loads"
+            if first.returncode == 143 and step > 0 else f"first run: exit {first.returncode}, step {step}")
+    return Outcome(code, err, disk)
+
+
+case("second-dpo", K, "a second dpo --force into the --out-dir of a running one", _second_dpo,
+     says=("--out-dir dpo is in use by another tinygrad-lm run (pid <holder>)",),
      disk="the first run went on, saved on SIGTERM (exit 143) and its checkpoint loads")
 case("after-kill-9", K, "train --resume after the previous run was killed with kill -9",
      _after_kill_9, code=0, says=("resuming at step",),
@@ -930,12 +957,19 @@ case("eval-legacy-relative", K, "eval --out-dir <dir>/run from another folder, d
 K = "11. Signals"
 
 
-def _signal(sig):
+def _signal(sig, command="train"):
     def run(folder):
-        corpus(folder)
-        p = subprocess.Popen(train_cmd("--data", "corpus.txt", "--out-dir", "run", "--max-iters", "100000",
-                                       *T[:-2], "--eval-interval", "100000", "--sample-tokens", "0"),
-                             cwd=folder, env={**sub_env(), "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+        if command == "dpo":  # DPO from a trained run: the same loop machinery, its own checkpoint
+            trained(folder)
+            pairs_file(folder)
+            out_dir = "dpo"
+            cmd = dpo_cmd("--max-iters", "100000", "--eval-interval", "100000")
+        else:
+            corpus(folder)
+            out_dir = "run"
+            cmd = train_cmd("--data", "corpus.txt", "--out-dir", "run", "--max-iters", "100000",
+                            *T[:-2], "--eval-interval", "100000", "--sample-tokens", "0")
+        p = subprocess.Popen(cmd, cwd=folder, env={**sub_env(), "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         first = []
         for line in p.stdout:  # "step 0: ..." is printed inside the loop, its handlers installed
@@ -947,8 +981,8 @@ def _signal(sig):
         out, err = p.communicate(timeout=60)
         out = "".join(first) + out
         from tinygrad_lm.checkpoint import load_model
-        meta = load_model(folder / "run")[2]
-        resumed = run_cli(folder, ["train", "--out-dir", "run", "--resume", "--max-iters", str(meta["step"] + 2),
+        meta = load_model(folder / out_dir)[2]
+        resumed = run_cli(folder, [command, "--out-dir", out_dir, "--resume", "--max-iters", str(meta["step"] + 2),
                                    "--no-progress"])[0]
         msg = " / ".join(l for l in out.splitlines() if l.startswith("interrupted"))
         msg = re.sub(r"step \d+", "step <n>", msg)
@@ -963,6 +997,167 @@ case("sigterm", K, "SIGTERM to a running train", _signal(signal.SIGTERM), code=1
 case("sigint", K, "Ctrl-C (SIGINT) to a running train", _signal(signal.SIGINT), code=130,
      says=("interrupted: saved a checkpoint at step <n> in run (continue with --resume)",), not_says=("[SIG",),
      disk="checkpoint of the last finished step saved; it loads and resumes (exit 0)")
+case("dpo-sigterm", K, "SIGTERM to a running dpo", _signal(signal.SIGTERM, "dpo"), code=143,
+     says=("interrupted: saved a checkpoint at step <n> in dpo (continue with --resume) [SIGTERM]",),
+     disk="checkpoint of the last finished step saved; it loads and resumes (exit 0)")
+case("dpo-sigint", K, "Ctrl-C (SIGINT) to a running dpo", _signal(signal.SIGINT, "dpo"), code=130,
+     says=("interrupted: saved a checkpoint at step <n> in dpo (continue with --resume)",), not_says=("[SIG",),
+     disk="checkpoint of the last finished step saved; it loads and resumes (exit 0)")
+
+# 12 ----------------------------------------------------------- fine-tuning and preference data
+K = "12. Fine-tuning and preference data"
+# the trained run's characters are those of TEXT; its block_size is 8
+GOOD_PAIRS = [{"prompt": "the ", "chosen": "cat", "rejected": "dog"}, {"prompt": "a ", "chosen": "mat.", "rejected": "log."},
+              {"prompt": "dog ", "chosen": "sat", "rejected": "sat."}, {"prompt": "on ", "chosen": "the", "rejected": "a"}]
+DPO_RUN = ["--init-from", "run", "--pairs", "pairs.jsonl", "--out-dir", "dpo", "--batch-size", "2", "--max-iters", "4",
+           "--eval-interval", "2", "--no-progress"]
+
+
+def dpo_cmd(*args) -> list:
+    return [sys.executable, "-m", "tinygrad_lm", "dpo", "--init-from", "run", "--pairs", "pairs.jsonl", "--out-dir",
+            "dpo", "--batch-size", "2", "--no-progress", *map(str, args)]
+
+
+def pairs_file(folder: Path, lines=None, name="pairs.jsonl") -> Path:
+    """folder/pairs.jsonl: GOOD_PAIRS, or `lines` (objects are written as JSON, strings as they are)."""
+    rows = GOOD_PAIRS if lines is None else lines
+    p = folder / name
+    p.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def with_pairs(lines=None, name="pairs.jsonl", after=None):
+    """A setup: a trained run and a pairs file (then `after(folder)`)."""
+    def setup(folder):
+        trained(folder)
+        pairs_file(folder, lines, name)
+        if after is not None:
+            after(folder)
+    return setup
+
+
+def _dpo_done(folder):
+    code, out, err = run_cli(folder, ["dpo", *DPO_RUN])
+    assert code == 0, err
+
+
+for cid, what, lines, says in (
+        ("dpo-malformed-json", "line 2 of the pairs is not valid JSON", [GOOD_PAIRS[0], '{"prompt": "the ", "chosen": "cat",'],
+         ("pairs.jsonl line 2: not valid JSON (",)),
+        ("dpo-not-an-object", "line 1 is a JSON array", ['["the ", "cat", "dog"]'],
+         ("pairs.jsonl line 1: expected a JSON object with keys 'prompt', 'chosen', 'rejected', got an array",)),
+        ("dpo-missing-key", "line 3 has no 'rejected'", [*GOOD_PAIRS[:2], {"prompt": "the ", "chosen": "cat"}],
+         ("pairs.jsonl line 3: no 'rejected' key",)),
+        ("dpo-not-a-string", "line 1's 'chosen' is a number", [{"prompt": "the ", "chosen": 3, "rejected": "dog"}],
+         ("pairs.jsonl line 1: 'chosen' must be a string, got a number",)),
+        ("dpo-empty-chosen", "line 2's 'chosen' is empty", [GOOD_PAIRS[0], {"prompt": "a ", "chosen": "", "rejected": "log"}],
+         ("pairs.jsonl line 2: 'chosen' is empty",)),
+        ("dpo-empty-rejected", "line 1's 'rejected' is empty", [{"prompt": "a ", "chosen": "cat", "rejected": ""}],
+         ("pairs.jsonl line 1: 'rejected' is empty",)),
+        ("dpo-empty-prompt", "line 1's 'prompt' is empty", [{"prompt": "", "chosen": "cat", "rejected": "dog"}],
+         ("pairs.jsonl line 1: 'prompt' is empty (the first completion token needs",)),
+        ("dpo-identical", "line 2's chosen and rejected are identical",
+         [GOOD_PAIRS[0], {"prompt": "a ", "chosen": "cat", "rejected": "cat"}],
+         ("pairs.jsonl line 2: 'chosen' and 'rejected' are identical",)),
+        ("dpo-blank-file", "a pairs file of blank lines", ["", "   "], ("pairs.jsonl holds no pairs: every line is blank",)),
+        ("dpo-unencodable", "line 2's 'rejected' holds a character the checkpoint's tokenizer lacks",
+         [GOOD_PAIRS[0], {"prompt": "a ", "chosen": "cat", "rejected": "Z"}],
+         ("pairs.jsonl line 2: 'Z' at character 0 of its 'rejected' is not in the vocabulary of the --init-from "
+          "checkpoint's char tokenizer",)),
+        ("dpo-answer-too-long", "line 1's 'chosen' is longer than the model's block_size 8",
+         [{"prompt": "a ", "chosen": "the cat sat", "rejected": "dog"}],
+         ("pairs.jsonl line 1: 'chosen' is 11 tokens, more than the block_size 8",)),
+        ("dpo-one-pair", "a pairs file of one pair", GOOD_PAIRS[:1], ("holds 1 pair: too few to hold out --val-share 0.1",)),
+):
+    case(cid, K, f"dpo: {what}", cli(["dpo", *DPO_RUN], with_pairs(lines)), says=says)
+case("dpo-empty-file", K, "dpo: an empty pairs file", cli(["dpo", *DPO_RUN], with_pairs([], after=lambda f: (
+    f / "pairs.jsonl").write_bytes(b""))), says=("text file 'pairs.jsonl' is empty",))
+case("dpo-pairs-missing", K, "dpo --pairs nothing.jsonl (no such file)",
+     cli(["dpo", *DPO_RUN, "--pairs", "nothing.jsonl"], with_pairs()),
+     says=("cannot read text file 'nothing.jsonl': no such file",))
+case("dpo-no-init-flag", K, "dpo without --init-from", cli(["dpo", "--pairs", "pairs.jsonl"], with_pairs()),
+     says=("--init-from is required: the checkpoint folder to start from",))
+case("dpo-init-missing", K, "dpo --init-from nothing (no such folder)",
+     cli(["dpo", *DPO_RUN, "--init-from", "nothing"], with_pairs()),
+     says=("--init-from nothing: no such folder (give the --out-dir of a tinygrad-lm train run)",))
+case("dpo-init-no-checkpoint", K, "dpo --init-from empty (a folder without a checkpoint)",
+     cli(["dpo", *DPO_RUN, "--init-from", "empty"], with_pairs(after=lambda f: (f / "empty").mkdir())),
+     says=("--init-from: no checkpoint in empty",))
+
+
+def _not_by_train(folder):
+    from tinygrad_lm.checkpoint import save_checkpoint
+    save_checkpoint(folder / "other", {"w": np.zeros(3, np.float32)}, {}, {"config": {}, "step": 1})
+
+
+case("dpo-init-not-train", K, "dpo --init-from other (a checkpoint folder not written by train: no tokenizer)",
+     cli(["dpo", *DPO_RUN, "--init-from", "other"], with_pairs(after=_not_by_train)),
+     says=("has no 'tokenizer': the checkpoint was not written by tinygrad-lm train or dpo",))
+case("dpo-out-is-init", K, "dpo --out-dir run --init-from run",
+     cli(["dpo", *DPO_RUN, "--out-dir", "run"], with_pairs()),
+     says=("--out-dir run is the --init-from folder: dpo writes a new run into another --out-dir",))
+case("dpo-overwrite-refused", K, "dpo into a folder holding a dpo checkpoint (no --resume, no --force)",
+     cli(["dpo", *DPO_RUN], with_pairs(after=_dpo_done)),
+     says=("--out-dir dpo already holds a checkpoint (a dpo run, step 4); pass --resume",))
+case("dpo-resume-changed-beta", K, "dpo --resume --beta 0.5 (the run had 0.1)",
+     cli(["dpo", "--out-dir", "dpo", "--resume", "--beta", "0.5"], with_pairs(after=_dpo_done)),
+     says=("--resume: --beta 0.5 differs from the checkpoint's 0.1", "only --max-iters, --eval-interval, --device"))
+case("dpo-resume-pairs-changed", K, "dpo --resume after the pairs file was edited",
+     cli(["dpo", "--out-dir", "dpo", "--resume", "--max-iters", "6"],
+         with_pairs(after=lambda f: (_dpo_done(f), pairs_file(f, GOOD_PAIRS[::-1])))),
+     says=("--resume: the pairs file <dir>/pairs.jsonl has changed since this run trained on it",))
+case("dpo-resume-a-train-run", K, "dpo --resume --out-dir run (a train run)",
+     cli(["dpo", "--out-dir", "run", "--resume"], with_pairs()),
+     says=("--resume: run holds a train run, not a dpo run", "continue it with tinygrad-lm train --resume"))
+case("train-resume-a-dpo-run", K, "train --resume --out-dir dpo (a dpo run)",
+     cli(["train", "--out-dir", "dpo", "--resume"], with_pairs(after=_dpo_done)),
+     says=("--resume: dpo holds a dpo run, not a train run", "continue it with tinygrad-lm dpo --resume"))
+case("dpo-prompt-cut", K, "dpo with a prompt too long for block_size 8 (cut from the left, said once)",
+     cli(["dpo", *DPO_RUN], with_pairs([*GOOD_PAIRS, {"prompt": "the cat sat on ", "chosen": "the", "rejected": "a"}]),
+         show=("pairs.jsonl:", "pairs "), disk=lambda f: ckpt_state_dpo(f)),
+     code=0, says=("pairs.jsonl: the prompt of 1 pair (first: line 5) was cut from the left to fit block_size 8",),
+     disk="a dpo checkpoint of step 4 that loads")
+
+
+def ckpt_state_dpo(folder: Path) -> str:
+    from tinygrad_lm.checkpoint import load_model
+    return f"a dpo checkpoint of step {load_model(folder / 'dpo')[2]['step']} that loads"
+
+
+FT = ["--init-from", "run", "--out-dir", "ft", "--max-iters", "2", *T]
+EXAMPLES_OK = [{"prompt": "the ", "completion": "cat"}, {"prompt": "a ", "completion": "dog"}]
+case("ft-unencodable", K, "train --init-from run --data new.txt holding a character the checkpoint's tokenizer lacks",
+     cli(["train", *FT, "--data", "new.txt"], with_run(lambda r: corpus(r.parent, "new.txt", "the cat sat on the Mat"))),
+     says=("new.txt: 'M' at line 1, column 20 (character 19) is not in the vocabulary of the --init-from "
+           "checkpoint's char tokenizer",))
+case("ft-shape-flag", K, "train --init-from run --n-embd 16 (the checkpoint has 8)",
+     cli(["train", *FT, "--data", "corpus.txt", "--n-embd", "16"], with_run()),
+     says=("--init-from run: --n-embd 16 differs from the checkpoint's 8",))
+case("ft-init-missing", K, "train --init-from nothing (no such folder)",
+     cli(["train", *FT, "--init-from", "nothing", "--data", "corpus.txt"], with_run()),
+     says=("--init-from nothing: no such folder",))
+case("ft-init-not-train", K, "train --init-from other (a checkpoint folder not written by train)",
+     cli(["train", *FT, "--init-from", "other", "--data", "corpus.txt"], with_run(lambda r: _not_by_train(r.parent))),
+     says=("has no 'tokenizer': the checkpoint was not written by tinygrad-lm train or dpo",))
+case("ft-out-is-init", K, "train --init-from run --out-dir run",
+     cli(["train", *FT, "--out-dir", "run", "--data", "corpus.txt"], with_run()),
+     says=("--out-dir run is the --init-from folder",))
+case("ft-loss-on-text", K, "train --loss-on completion --data corpus.txt (not JSONL examples)",
+     cli(["train", "--loss-on", "completion", "--data", "corpus.txt", "--out-dir", "ft", *T], corpus),
+     says=("--loss-on completion needs prompt/completion examples: --data FILE.jsonl",))
+for cid, what, lines, says in (
+        ("ft-jsonl-malformed", "line 3 of the examples is not valid JSON", [*EXAMPLES_OK, "{prompt: the}"],
+         ("ex.jsonl line 3: not valid JSON (Expecting property name enclosed in double quotes at column 2)",)),
+        ("ft-jsonl-missing-key", "line 2 has no 'completion'", [EXAMPLES_OK[0], {"prompt": "a "}],
+         ("ex.jsonl line 2: no 'completion' key (each line needs 'prompt', 'completion')",)),
+        ("ft-jsonl-empty-completion", "line 1's completion is empty", [{"prompt": "a ", "completion": ""}, EXAMPLES_OK[0]],
+         ("ex.jsonl line 1: 'completion' is empty",)),
+        ("ft-jsonl-one-example", "an examples file of one example", EXAMPLES_OK[:1],
+         ("ex.jsonl holds 1 example; need at least 2",)),
+):
+    case(cid, K, f"train --init-from run --data ex.jsonl --loss-on completion: {what}",
+         cli(["train", *FT, "--data", "ex.jsonl", "--loss-on", "completion"],
+             with_run(lambda r, rows=lines: pairs_file(r.parent, rows, "ex.jsonl"))), says=says)
 
 
 # ---------------------------------------------------------------- checking and showing

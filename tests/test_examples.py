@@ -12,7 +12,7 @@ import tinygrad_lm
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 OWN = ["softmax_temperature", "cross_entropy_p_minus_y", "backprop_by_hand", "decoding_strategies",
-       "ngram_vs_neural", "sequence_probability", "cpu_vs_gpu"]
+       "ngram_vs_neural", "sequence_probability", "cpu_vs_gpu", "preference_dpo"]
 
 
 def load(name):
@@ -114,6 +114,21 @@ def test_sequence_probability():
     assert r["perplexity"] == pytest.approx(math.exp(-lp.mean()), rel=1e-12)
     assert r["loss"] == pytest.approx(-lp.mean(), abs=1e-4)     # cross-entropy = mean negative log-likelihood
     assert r["failed"] == []
+
+
+def test_preference_dpo_raises_accuracy_and_margin_and_the_samples_lose_their_e(capsys):
+    """A smaller run than the script's default (same code). Measured at seeds 0-4: held-out
+    accuracy 0.73-0.88, margin +0.25 to +0.32, the share of 'e' in fresh samples down by 41-61%;
+    the bounds below leave room on every side."""
+    r = load("preference_dpo").main(["--pretrain-steps", "200", "--prompts", "256", "--dpo-steps", "50",
+                                     "--fresh", "48", "--lr", "5e-5", "--seed", "0"])
+    first, last = r["first_eval"], r["last_eval"]
+    assert first["margin"] == 0.0 and first["accuracy"] == 0.0 and first["loss"] == pytest.approx(math.log(2), abs=1e-12)
+    assert last["accuracy"] > 0.65 and last["margin"] > 0.1 and last["loss"] < first["loss"]
+    assert r["e_share_after"] < 0.8 * r["e_share_before"]
+    assert r["pairs"] > 150 and r["failed"] == []
+    out = capsys.readouterr().out
+    assert "held-out preference accuracy" in out and "reference writes:" in out and "checks: all passed" in out
 
 
 def test_cpu_vs_gpu(capsys):

@@ -566,3 +566,65 @@ def test_errors_name_the_op_and_the_shapes():
         F.mse_loss(x, np.zeros(3, np.float32))
     with pytest.raises(ValueError, match="dropout: probability"):
         F.dropout(x, 1.5)
+
+
+# ================================================================ the DPO loss
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dpo_loss_gradcheck(impl, reduction, seed):
+    rng = np.random.default_rng(seed)
+    arrays = [-rng.uniform(1, 20, 5) for _ in range(4)]
+    check(lambda *ts: F.dpo_loss(*ts, beta=0.3, reduction=reduction, impl=impl), *arrays)
+
+
+def test_dpo_loss_gradient_is_minus_beta_sigmoid_of_minus_the_margin():
+    pc, pr, rc, rr = np.array([-5.0, -9.0, -3.0]), np.array([-7.0, -4.0, -3.0]), np.array([-6.0, -6.0, -2.0]), \
+        np.array([-6.0, -6.0, -2.0])
+    beta = 0.5
+    z = beta * ((pc - rc) - (pr - rr))
+    sig = 1 / (1 + np.exp(z))                         # sigmoid(-z)
+    for impl in IMPLS:
+        ts = [t64(a) for a in (pc, pr, rc, rr)]
+        loss = F.dpo_loss(*ts, beta=beta, impl=impl)
+        loss.backward()
+        assert loss.item() == pytest.approx(np.mean(-np.log(1 / (1 + np.exp(-z)))), rel=1e-12)
+        np.testing.assert_allclose(ts[0].grad.numpy(), -beta * sig / 3, rtol=1e-12)
+        np.testing.assert_allclose(ts[1].grad.numpy(), beta * sig / 3, rtol=1e-12)
+        np.testing.assert_allclose(ts[2].grad.numpy(), beta * sig / 3, rtol=1e-12)
+        np.testing.assert_allclose(ts[3].grad.numpy(), -beta * sig / 3, rtol=1e-12)
+
+
+def test_dpo_loss_at_the_reference_is_log_2_with_gradient_minus_beta_over_2():
+    """Policy = reference: z = 0 exactly, loss log 2, and the gradient sigmoid(0) = 1/2, not the 0 that
+    relu(-z) + log(1 + e^-|z|) would give through abs and relu at the kink."""
+    lp = np.array([-4.0, -8.0])
+    for impl in IMPLS:
+        pc, pr = t64(lp), t64(lp[::-1].copy())
+        loss = F.dpo_loss(pc, pr, lp, lp[::-1].copy(), beta=0.1, reduction="sum", impl=impl)
+        loss.backward()
+        assert loss.item() == pytest.approx(2 * math.log(2), rel=1e-15)
+        np.testing.assert_allclose(pc.grad.numpy(), [-0.05, -0.05], rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_and_composed_dpo_loss_agree_far_out_and_stay_finite(dtype):
+    """Margins of +-1e4 (a policy far from its reference): loss -> max(-z, 0), gradient -> beta or 0."""
+    pc = np.array([0.0, -1e4, -50.0, -3.0], dtype)
+    pr = np.array([-1e4, 0.0, -50.0, -3.5], dtype)
+    zeros = np.zeros(4, dtype)
+    out, grads = assert_agree(lambda impl, a, b, c, d: F.dpo_loss(a, b, c, d, beta=1.0, reduction="none", impl=impl),
+                              pc, pr, zeros, zeros)
+    assert out.dtype == dtype and np.isfinite(out).all() and np.isfinite(grads[0]).all()
+    np.testing.assert_allclose(out[:2], [0.0, 1e4], rtol=1e-6)
+    np.testing.assert_allclose(grads[0][:2], [0.0, -1.0], atol=1e-6)
+
+
+def test_dpo_loss_errors_name_the_inputs():
+    a = Tensor(np.zeros(3))
+    with pytest.raises(ValueError, match="one shape .*policy_rejected_logps \\(2,\\)"):
+        F.dpo_loss(a, Tensor(np.zeros(2)), a, a)
+    with pytest.raises(ValueError, match="beta must be a finite number > 0, got 0"):
+        F.dpo_loss(a, a, a, a, beta=0)
+    with pytest.raises(ValueError, match="no pairs"):
+        F.dpo_loss(Tensor(np.zeros(0)), Tensor(np.zeros(0)), Tensor(np.zeros(0)), Tensor(np.zeros(0)))

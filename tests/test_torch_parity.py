@@ -1,19 +1,15 @@
 """Optional: training against PyTorch step for step (skipped when torch is not installed).
 
-The same GPT (our initial weights copied into benchmarks/torch_reference.py's model), the
+The same GPT (our initial weights copied into tinygrad_lm.bench.torch_reference's model), the
 same batches, the same AdamW / schedule / gradient clipping: the per-step losses must agree
 to float32 rounding. This is the check that found clip_grad_norm_ silently not clipping
 when given model.parameters() (a generator); benchmarks/convergence.py runs it at full size.
 """
-import os
-import sys
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-import torch_reference as tr  # noqa: E402
+from tinygrad_lm.bench import torch_reference as tr  # noqa: E402
 
 from tinygrad_lm import Tensor, manual_seed  # noqa: E402
 from tinygrad_lm.data import get_batch  # noqa: E402

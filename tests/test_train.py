@@ -305,6 +305,7 @@ def test_gradcheck_command_checks_every_op_and_a_whole_gpt(capsys):
     for name in Function.registry:
         assert name in out, name
     assert "bias=True" in out and "bias=False" in out and "all gradients match" in out
+    assert "whole DPO objective" in out and "the frozen reference got gradients" not in out
 
 
 # ------------------------------------------------------------------ presets

@@ -30,7 +30,8 @@ def package_imports(relpath: str) -> set[str]:
 
 
 def test_the_helper_reads_relative_and_absolute_imports():
-    assert {"checkpoint", "data", "fileio", "train_config"} <= package_imports("train.py")
+    assert {"checkpoint", "data", "runs", "train_config"} <= package_imports("train.py")
+    assert "fileio" in package_imports("runs.py")
     assert "models.gpt" in package_imports("checkpoint.py")  # a lazy import inside a function
 
 
@@ -45,11 +46,13 @@ def test_the_preset_table_and_the_resource_estimates_import_no_engine():
 
 
 @pytest.mark.parametrize("module", ["checkpoint.py", "evaluate.py", "generate.py", "ngram.py",
-                                    "data/__init__.py", "data/corpus.py", "data/tokenizer.py", "data/batches.py"])
+                                    "data/__init__.py", "data/corpus.py", "data/tokenizer.py", "data/batches.py",
+                                    "data/examples.py"])
 def test_what_sample_and_eval_use_never_imports_training(module):
     assert not {m for m in package_imports(module) if m.split(".")[0] in ("train", "train_config")}
 
 
-@pytest.mark.parametrize("module", ["data/__init__.py", "data/corpus.py", "data/tokenizer.py", "data/batches.py"])
+@pytest.mark.parametrize("module", ["data/__init__.py", "data/corpus.py", "data/tokenizer.py", "data/batches.py",
+                                    "data/examples.py"])
 def test_data_layer_needs_no_engine(module):
     assert {m for m in package_imports(module) if not m.startswith("data")} <= {"fileio", "resources"}

@@ -28,7 +28,8 @@ Reading, with every check made before a model is built:
                         the shape and dtype the config implies, the tied weights equal
 Any problem is a CheckpointError: one line naming the file (and the tensor).
 
-Building: `load_model` -> (model, tokenizer, meta) for sample and eval;
+Building: `load_model` -> (model, tokenizer, meta) for sample and eval; `load_init` the
+same for the checkpoint a fine-tuning or DPO run starts from (--init-from);
 `load_training_checkpoint` adds the optimizer state, for --resume.
 """
 from __future__ import annotations
@@ -420,6 +421,28 @@ def _restore(out_dir, with_optimizer: bool):
     model = build_model(config, "cpu", dtype)
     model.load_state_dict(arrays)
     return d, model, tok, meta, optim
+
+
+def load_init(path, flag: str = "--init-from"):
+    """-> (model on the CPU, tokenizer, meta) of the checkpoint a new run starts from: `path`
+    is the --out-dir of a `train` (or `dpo`) run. Its weights, not its optimizer state or step.
+    Every check of load_model, and the checkpoint must be one those commands write (meta.json
+    with a tokenizer and a step). CheckpointError starting with `flag` otherwise."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{flag} {path}: no such folder (give the --out-dir of a tinygrad-lm train run)")
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{flag} {path}: not a folder (give the --out-dir of a tinygrad-lm train run)")
+    try:
+        d, meta = read_meta(path)
+        for key in ("tokenizer", "step"):
+            if key not in meta:
+                raise CheckpointError(f"{os.path.join(d, 'meta.json')} has no {key!r}: the checkpoint was not written "
+                                      f"by tinygrad-lm train or dpo")
+        _, model, tok, meta, _ = _restore(path, with_optimizer=False)
+    except CheckpointError as e:
+        raise CheckpointError(f"{flag}: {e}") from None
+    return model, tok, meta
 
 
 def load_model(out_dir, device: str = "cpu"):

@@ -1,4 +1,4 @@
-"""`tinygrad-lm`: train | sample | eval | ngram | gradcheck | bench | graph.
+"""`tinygrad-lm`: train | dpo | sample | eval | ngram | gradcheck | bench | graph.
 
 Every error a user can cause (a bad flag, a missing file, a broken checkpoint) ends in a
 one-line message naming the problem and exit status 2; nothing on disk is changed. Every
@@ -21,7 +21,14 @@ def _add_train(sub):
     p.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="; ".join(f"{name} = {PRESET_ABOUT[name]} ({describe_preset(name)})" for name in PRESETS)
                         + ". Explicit flags override the preset.")
-    p.add_argument("--data", help="a UTF-8 text file to train on (default: the built-in corpus)")
+    p.add_argument("--data", help="a UTF-8 text file to train on (default: the built-in corpus); a .jsonl file holds "
+                                  "prompt/completion examples, a line {\"prompt\": ..., \"completion\": ...} each")
+    p.add_argument("--init-from", metavar="DIR",
+                   help="fine-tune: start from the weights of the checkpoint in DIR (the --out-dir of a train or dpo "
+                        "run; not its optimizer state or step), with its tokenizer and model shape, into a new --out-dir")
+    p.add_argument("--loss-on", choices=["all", "completion"],
+                   help="with .jsonl examples: count every token in the loss (all, the default) or only the "
+                        "completion's (completion: the prompt's targets are ignored)")
     p.add_argument("--tokenizer", choices=["char", "bpe"])
     p.add_argument("--vocab-size", type=int, help="BPE vocabulary size (>= 256)")
     for name, typ in (("n-layer", int), ("n-head", int), ("n-embd", int), ("block-size", int), ("batch-size", int),
@@ -81,6 +88,58 @@ def cmd_train(a):
 def _train(cfg):
     from .train import train
     summary = train(cfg)
+    if summary["interrupted"]:
+        import signal
+        return 128 + int(getattr(signal, summary.get("signal") or "SIGINT", signal.SIGINT))
+    return 0
+
+
+def _add_dpo(sub):
+    p = sub.add_parser("dpo", help="preference optimization (DPO) of a trained checkpoint on chosen/rejected pairs",
+                       description="Direct Preference Optimization: move a trained model toward the chosen answer "
+                                   "of each pair and away from the rejected one, against a frozen copy of itself "
+                                   "(docs/preference.md).")
+    p.add_argument("--init-from", metavar="DIR",
+                   help="the --out-dir of a train (or dpo) run: the policy starts from its weights, the frozen "
+                        "reference is a copy of them, the tokenizer and shape are its")
+    p.add_argument("--pairs", metavar="FILE.jsonl",
+                   help='preference pairs, a line {"prompt": ..., "chosen": ..., "rejected": ...} each')
+    p.add_argument("--out-dir", help="where checkpoints, loss.csv and loss.png go (default: out-dpo)")
+    from .train_config import DPOConfig
+    defaults = DPOConfig()
+    for name, typ, help_ in (
+            ("beta", float, "how strongly the policy is held to the reference"),
+            ("val-share", float, "the share of the pairs held out for evaluation"),
+            ("batch-size", int, "pairs per step"),
+            ("lr", float, "AdamW learning rate, after a linear warmup"),
+            ("warmup-iters", int, ""), ("max-iters", int, ""), ("weight-decay", float, ""), ("grad-clip", float, ""),
+            ("eval-interval", int, "evaluate on the held-out pairs and save every this many steps"),
+            ("seed", int, "the held-out split and the batches")):
+        default = f"default {getattr(defaults, name.replace('-', '_')):g}"
+        help_ = f"{help_} ({default})" if help_ else default
+        p.add_argument(f"--{name}", type=typ, help=help_)
+    p.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue the dpo run in --out-dir exactly where it stopped; only --max-iters, "
+                        "--eval-interval and --device may change")
+    p.add_argument("--force", action="store_true", default=None, help="overwrite a checkpoint already in --out-dir")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_dpo)
+
+
+def cmd_dpo(a):
+    from dataclasses import fields
+    from .preference import dpo
+    from .train_config import DPOConfig
+    cfg = DPOConfig()
+    given = []
+    for f in fields(DPOConfig):
+        v = getattr(a, f.name, None)
+        if v is not None and f.name not in ("progress", "explicit"):
+            setattr(cfg, f.name, v)
+            given.append(f.name)
+    cfg.explicit, cfg.progress = tuple(given), not a.no_progress
+    summary = dpo(cfg)
     if summary["interrupted"]:
         import signal
         return 128 + int(getattr(signal, summary.get("signal") or "SIGINT", signal.SIGINT))
@@ -168,22 +227,32 @@ def _add_eval(sub):
 
 def cmd_eval(a):
     from .checkpoint import load_model, model_dtype, run_text
-    from .data import encode_splits, load_text
+    from .data import encode_splits, is_jsonl, load_prompt_completion, load_text
     from .evaluate import evaluate_split
     from .resources import SIZE_KEYS, check_sizes, inference_bytes, itemsize
     model, tok, meta = load_model(a.out_dir, a.device)
     block = model.config.block_size
+    run = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}
+    loss_on = run.get("loss_on", "all") if run.get("loss_on") in ("all", "completion") else "all"
     if a.data:
-        ids = tok.encode_array(load_text(a.data))
-        if len(ids) < block + 1:
-            raise ValueError(f"{a.data} has {len(ids)} tokens; need at least block_size + 1 = {block + 1}")
-        data, what = ids, a.data
+        text = load_text(a.data)
+        if is_jsonl(a.data):  # prompt/completion examples, scored as the run scored them
+            data, what = load_prompt_completion(text, a.data, tok, block, loss_on, "the checkpoint's", split=False)[0], a.data
+        else:
+            ids = tok.encode_array(text)
+            if len(ids) < block + 1:
+                raise ValueError(f"{a.data} has {len(ids)} tokens; need at least block_size + 1 = {block + 1}")
+            data, what = ids, a.data
     else:  # the split of the text the run trained on: its recorded file, unchanged since
-        text, name, _ = run_text(meta, a.out_dir, hint="; pass --data FILE to evaluate on a file as it is now")
-        train_ids, val_ids = encode_splits(text, tok, block)
+        text, name, path = run_text(meta, a.out_dir, hint="; pass --data FILE to evaluate on a file as it is now")
+        if is_jsonl(path):
+            train_ids, val_ids, _ = load_prompt_completion(text, name, tok, block, loss_on, "the checkpoint's")
+        else:
+            train_ids, val_ids = encode_splits(text, tok, block)
         data, what = (train_ids if a.split == "train" else val_ids), f"{name} ({a.split} split)"
     cfg = {k: getattr(model.config, k) for k in SIZE_KEYS}
-    rows = min(a.batch_size, max((len(data) - 1) // block, 1))  # a batch never holds more windows than the data
+    # a batch never holds more windows (or examples) than the data
+    rows = min(a.batch_size, len(data) if hasattr(data, "iter_batches") else max((len(data) - 1) // block, 1))
     check_sizes(lambda v: inference_bytes({**cfg, **v}, min(v["batch_size"], rows), block, itemsize(model_dtype(meta))),
                 {**cfg, "batch_size": a.batch_size}, {**{k: f"the checkpoint's {k}" for k in SIZE_KEYS},
                                                       "batch_size": "--batch-size"}, a.device)
@@ -228,10 +297,11 @@ def cmd_ngram(a):
 
 
 def _add_gradcheck(sub):
-    p = sub.add_parser("gradcheck", help="finite-difference check of every registered op (and a tiny GPT)")
+    p = sub.add_parser("gradcheck", help="finite-difference check of every registered op (and a tiny GPT, under its "
+                                         "loss and under DPO)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ops", nargs="+", help="only these ops")
-    p.add_argument("--no-gpt", action="store_true", help="skip the whole-GPT check")
+    p.add_argument("--no-gpt", action="store_true", help="skip the whole-GPT checks (the language-model loss and DPO)")
     p.set_defaults(func=cmd_gradcheck)
 
 
@@ -246,29 +316,91 @@ def cmd_gradcheck(a):
             print(f"\nwhole GPT (float64; 2 layers, 2 heads, 16 dims, block 8, vocab 11, bias={bias}):")
             print(report.table())
             ok = ok and report.passed
+        report = opcheck.gradcheck_dpo(seed=a.seed)
+        print("\nwhole DPO objective (float64; the same tiny GPT as the policy, 3 preference pairs, beta 0.5, "
+              "a frozen reference copy):")
+        print(report.table())
+        if report.reference_touched:
+            print(f"the frozen reference got gradients: {', '.join(report.reference_touched)}")
+        ok = ok and report.passed and not report.reference_touched
     print("all gradients match finite differences" if ok else "GRADIENT CHECK FAILED")
     return 0 if ok else 1
 
 
 def _add_bench(sub):
-    p = sub.add_parser("bench", help="op-level and model-level benchmarks (numpy vs cupy vs PyTorch)")
+    p = sub.add_parser("bench", help="op-level and model-level benchmarks (numpy vs cupy vs PyTorch)",
+                       description="Benchmarks: the op sweep (--what ops), one GPT training step against PyTorch "
+                                   "(--what model; --profile: where its time goes), both (all, the default), or the "
+                                   "per-op Python overhead against bare numpy (--what overhead), or the data-parallel "
+                                   "gradient all-reduce against the step (--what allreduce).")
     p.add_argument("--quick", action="store_true", help="a ~30 s smoke run")
-    p.add_argument("--what", choices=["ops", "model", "all", "allreduce"], default="all",
+    p.add_argument("--what", choices=["ops", "model", "all", "overhead", "allreduce"], default="all",
                    help="allreduce: the data-parallel gradient all-reduce against the step, over --nproc ranks")
     p.add_argument("--config", nargs="+", default=None, help="model configs: cpu, gpu")
     p.add_argument("--device", nargs="+", default=None, help="devices to run (default: cpu, and cuda when available)")
     p.add_argument("--out-dir", default="bench_out", help="where the CSV and PNG go")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    p.add_argument("--nproc", type=int, default=2, help="ranks for --what allreduce (default 2)")
+    p.add_argument("--ops", nargs="+", default=None, help="only these ops (--what ops, all or overhead)")
+    p.add_argument("--threads", type=int, help="numpy's BLAS threads and torch.set_num_threads "
+                   "(default: BLAS's own; needs threadpoolctl)")
+    g = p.add_argument_group("model step (--what model or all)")
+    g.add_argument("--budget", type=float, help="seconds of timed steps per config, all implementations (default 90)")
+    g.add_argument("--warmup", type=int, help="warm-up steps per implementation (default 5)")
+    g.add_argument("--block", type=int, help="timed steps per turn of each implementation (default 5; "
+                   "each turn starts with untimed steps)")
+    g.add_argument("--steps", type=int, help="timed steps per implementation instead of a --budget "
+                   "(default: as many as the budget allows, 30 to 200)")
+    g.add_argument("--composed", action="store_true", help="also time ours with the composed ops "
+                   "(F.use_fused(False)): what the fused ops buy")
+    g = p.add_argument_group("profile (--what model --profile)")
+    g.add_argument("--profile", action="store_true", help="instead of timing against PyTorch: where our step's "
+                   "time goes (phases, time per op)")
+    g.add_argument("--profile-steps", type=int, help="steps per measurement (default 30)")
+    g.add_argument("--cprofile", action="store_true", help="also print the cProfile listings")
+    g.add_argument("--torch-profile", action="store_true", help="also torch.profiler's table of PyTorch's step")
+    g = p.add_argument_group("per-op overhead (--what overhead)")
+    g.add_argument("--sizes", nargs="+", choices=["tiny", "small", "medium"],
+                   help="1x1, 64x64, 1024x1024 (default: all three)")
+    g.add_argument("--clock", choices=["wall", "process"], help="wall: time.perf_counter (default); process: "
+                   "this process's CPU time, which other jobs on a busy machine disturb far less")
+    g.add_argument("--rounds", type=int, help="timing rounds per figure, the median reported (default 7)")
+    g = p.add_argument_group("data parallel (--what allreduce)")
+    g.add_argument("--nproc", type=int, help="MPI ranks, launched through mpiexec (default 2)")
     p.set_defaults(func=cmd_bench)
 
 
+# bench flags that apply to some modes only: flag -> (modes, how to say it); the mode is
+# --what, or "profile" for --what model --profile
+_MODEL = (("model", "all"), "--what model or all")
+_PROFILE = (("profile",), "--what model --profile")
+_OVERHEAD = (("overhead",), "--what overhead")
+_ALLREDUCE = (("allreduce",), "--what allreduce")
+_NOT_OVERHEAD = (("ops", "model", "all", "profile", "allreduce"), "--what ops, model, all or allreduce")
+_BENCH_FLAG_MODES = {"budget": _MODEL, "warmup": _MODEL, "block": _MODEL, "steps": _MODEL, "composed": _MODEL,
+                     "profile_steps": _PROFILE, "cprofile": _PROFILE, "torch_profile": _PROFILE,
+                     "sizes": _OVERHEAD, "clock": _OVERHEAD, "rounds": _OVERHEAD,
+                     "config": _NOT_OVERHEAD, "device": _NOT_OVERHEAD, "nproc": _ALLREDUCE,
+                     "threads": (("ops", "model", "all", "profile", "overhead"), "--what ops, model, all or overhead"),
+                     "ops": (("ops", "all", "overhead"), "--what ops, all or overhead")}
+
+
 def cmd_bench(a):
-    if a.what == "allreduce":  # data parallel: distributed.py (it re-launches itself through mpiexec)
-        from .distributed import bench_allreduce
-        return bench_allreduce(a.config, a.nproc, a.quick, a.out_dir, (a.device or ["cpu"])[0], a.argv)
-    from .bench import run_bench
-    return run_bench(a)
+    from . import bench
+    if a.profile and a.what != "model":
+        raise ValueError("--profile: only with --what model")
+    mode = "profile" if a.profile else a.what
+    for flag, (modes, where) in _BENCH_FLAG_MODES.items():
+        if vars(a)[flag] not in (None, False) and mode not in modes:
+            raise ValueError(f"--{flag.replace('_', '-')}: only with {where}")
+    if mode == "overhead":
+        return bench.run_overhead(ops=a.ops, sizes=a.sizes, clock=a.clock, rounds=a.rounds, quick=a.quick,
+                                  threads=a.threads, no_torch=a.no_torch, out_dir=a.out_dir)
+    if mode == "profile":
+        return bench.run_profile(configs=a.config, devices=a.device, steps=a.profile_steps, cprofile=a.cprofile,
+                                 torch_profile=a.torch_profile, threads=a.threads, quick=a.quick)
+    return bench.run_bench(what=a.what, quick=a.quick, configs=a.config, devices=a.device, out_dir=a.out_dir,
+                           no_torch=a.no_torch, ops=a.ops, threads=a.threads, budget=a.budget, warmup=a.warmup,
+                           block=a.block, steps=a.steps, composed=a.composed, nproc=a.nproc)
 
 
 def _add_graph(sub):
@@ -340,7 +472,7 @@ def _apply_ranges(parser) -> None:
 def build_parser():
     parser = _Parser(prog="tinygrad-lm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_train, _add_sample, _add_eval, _add_ngram, _add_gradcheck, _add_bench, _add_graph):
+    for add in (_add_train, _add_dpo, _add_sample, _add_eval, _add_ngram, _add_gradcheck, _add_bench, _add_graph):
         add(sub)
     _apply_ranges(parser)
     return parser

@@ -344,7 +344,7 @@ class DataParallel:
     seed n_k / n (its counted targets over the global batch's), so the accumulated gradient
     is this rank's share of dL/dtheta; then one all-reduce, clip, `check(loss, grad_norm)`
     (train.train_step's hook: it may raise to keep the weights as they were, or return a
-    found_inf flag for the optimizer step, as train.StepMonitor does), optimizer step,
+    found_inf flag for the optimizer step, as runs.StepMonitor does), optimizer step,
     zero_grad. Returns the global batch's mean loss (float). `stop` is the name of the
     signal this rank saw ("SIGINT", "SIGTERM") or None; after the step, `self.stop` is the
     agreed one (the same on every rank; None when no rank saw one). The loss and the norm the
@@ -412,7 +412,7 @@ class DataParallel:
         else:
             lossf = self._allreduce(loss_sum, stop)
         grad_norm = clip_grad_norm_(self.params, self.grad_clip) if self.grad_clip > 0 else None
-        found_inf = check(lossf, grad_norm) if check is not None else None  # train.StepMonitor returns a flag
+        found_inf = check(lossf, grad_norm) if check is not None else None  # runs.StepMonitor returns a flag
         if found_inf is None:
             self.optimizer.step()
         else:
@@ -449,7 +449,7 @@ def estimate_loss(dist: Distributed, model, data: np.ndarray, batch_size: int, b
     """evaluate.estimate_loss sharded over the ranks: the same `iters` batches from the same
     seeded generator; each rank scores its rows; one all-reduce of the `iters` weighted
     means. Equals the one-rank estimate up to rounding, in 1/N of the time."""
-    from .data import get_batch
+    from .data import sample_batch  # windows of a token array, or examples of a SequenceSet
     rng = np.random.default_rng(seed)
     was = model.training
     model.eval()
@@ -457,7 +457,7 @@ def estimate_loss(dist: Distributed, model, data: np.ndarray, batch_size: int, b
     lo = dist.rank * rows
     parts = []
     for _ in range(iters):
-        x, y = get_batch(data, batch_size, block_size, rng)
+        x, y = sample_batch(data, batch_size, block_size, rng)
         xr, yr = x[lo:lo + rows], y[lo:lo + rows]
         n_total, nr = int(np.count_nonzero(y != IGNORE_INDEX)), int(np.count_nonzero(yr != IGNORE_INDEX))
         if nr == 0:
@@ -614,164 +614,3 @@ def launch(nproc: int, argv: list[str]) -> int:
     finally:
         for s, h in prev.items():
             signal.signal(s, h)
-
-
-# ---------------------------------------------------------------- bench --what allreduce
-# steps timed per config: (warm-up, timed); --quick: a smoke run, not a measurement
-_BENCH_STEPS = {"cpu": (3, 20), "gpu": (1, 2)}
-_BENCH_QUICK = {"cpu": (1, 3), "gpu": (1, 1)}
-
-
-def _bench_model(config: str, device: str):
-    from .checkpoint import build_model
-    from .train_config import PRESETS
-    p = PRESETS[config]
-    manual_seed(1337)
-    model = build_model(dict(vocab_size=65, n_layer=p["n_layer"], n_head=p["n_head"], n_embd=p["n_embd"],
-                             block_size=p["block_size"], dropout=p["dropout"], bias=False, gelu_approximate="tanh"),
-                        "cpu", "float32")
-    if device != "cpu":
-        model.to(device)
-    model.train()
-    opt = model.configure_optimizers(p["weight_decay"], p["lr"], (p["beta1"] if "beta1" in p else 0.9, p["beta2"]))
-    rng = np.random.default_rng(0)
-    batches = [(rng.integers(0, 65, (p["batch_size"], p["block_size"])),
-                rng.integers(0, 65, (p["batch_size"], p["block_size"]))) for _ in range(4)]
-    return model, opt, batches
-
-
-def _sync(device):
-    if device != "cpu":
-        backend.xp_for(device).cuda.Device(int(device[5:])).synchronize()
-
-
-def _bench_ranks(dist: Distributed, configs, quick: bool, device: str) -> list[dict]:
-    """On every rank: the data-parallel step of each config (the global batch of its preset),
-    its all-reduce, the all-reduce alone, and a 1-element all-reduce (a separate stop flag)."""
-    out = []
-    device = backend.canonical_device(dist.device_for(device))
-    for config in configs:
-        warm, steps = (_BENCH_QUICK if quick else _BENCH_STEPS)[config]
-        model, opt, batches = _bench_model(config, device)
-        dp = DataParallel(model, opt, dist, 1, 1.0)
-        step_s, ar_s = [], []
-        for i in range(warm + steps):
-            x, y = batches[i % len(batches)]
-            t0 = time.perf_counter()
-            dp.step(x, y)
-            if i >= warm:
-                step_s.append(time.perf_counter() - t0)
-                ar_s.append(dp.allreduce_s)
-        flat = dp.flat
-        alone, flag = [], []
-        one = backend.xp_for(device).zeros(1, dtype=flat.dtype)
-        for _ in range(10 if quick else 30):
-            dist.comm.Barrier()
-            _sync(device)
-            t0 = time.perf_counter()
-            dist.allreduce_(flat)
-            _sync(device)
-            alone.append(time.perf_counter() - t0)
-        for _ in range(50 if quick else 500):
-            dist.comm.Barrier()
-            t0 = time.perf_counter()
-            dist.allreduce_(one)
-            _sync(device)
-            flag.append(time.perf_counter() - t0)
-        # the slowest rank's median decides the step
-        med = lambda xs: float(np.median(xs))  # noqa: E731
-        mine = dict(step_ms=1e3 * med(step_s), allreduce_in_step_ms=1e3 * med(ar_s), allreduce_alone_ms=1e3 * med(alone),
-                    flag_us=1e6 * med(flag))
-        every = dist.allgather(mine)
-        row = {k: max(r[k] for r in every) for k in mine}
-        row.update(config=config, ranks=dist.world_size, params=dp.n, gradient_mb=dp.n * flat.itemsize / 1e6,
-                   device=device, blas_threads_per_rank=dist.blas_threads, steps=steps)
-        out.append(row)
-        del model, opt, dp, flat
-    return out
-
-
-def _bench_one_process(config: str, quick: bool, device: str, threads: int | None = None) -> float:
-    """Median ms of the one-process step (train.train_step) on the same global batch, with
-    this process's default BLAS threads, or `threads` (through threadpoolctl)."""
-    import contextlib
-    from .train import train_step
-    warm, steps = (_BENCH_QUICK if quick else _BENCH_STEPS)[config]
-    model, opt, batches = _bench_model(config, device)
-    times = []
-    limit = contextlib.nullcontext()
-    if threads is not None:
-        from threadpoolctl import threadpool_limits
-        limit = threadpool_limits(threads)
-    with limit:
-        for i in range(warm + steps):
-            x, y = batches[i % len(batches)]
-            t0 = time.perf_counter()
-            float(train_step(model, opt, Tensor(x, device=device), Tensor(y, device=device), 1.0).data)
-            if i >= warm:
-                times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
-
-
-def bench_allreduce(configs, nproc: int, quick: bool, out_dir: str, device: str, argv: list[str], log=print) -> int:
-    """`tinygrad-lm bench --what allreduce`: the gradient all-reduce of each config against its
-    step. Outside MPI it re-launches itself as `nproc` ranks (mpiexec), then times the
-    one-process step on the same global batch (alone on the machine), and prints the table
-    and writes allreduce.csv. Under mpiexec it is the ranks' part."""
-    import csv
-    import json
-    from .train_config import PRESETS
-    configs = list(configs or ["cpu", "gpu"])
-    bad = [c for c in configs if c not in PRESETS or c not in _BENCH_STEPS]
-    if bad:
-        raise ValueError(f"--config: unknown config(s) {', '.join(bad)} for --what allreduce; choose from "
-                         f"{', '.join(_BENCH_STEPS)}")
-    ranks_json = os.path.join(out_dir, "allreduce_ranks.json")
-    dist = init()
-    if dist is not None:  # a rank
-        rows = _bench_ranks(dist, configs, quick, device)
-        if dist.is_main:
-            from .fileio import atomic_write
-            atomic_write(ranks_json, json.dumps(rows))
-        return 0
-    if nproc < 2:
-        raise ValueError(f"--nproc must be >= 2 for --what allreduce, got {nproc}")
-    for c in configs:
-        check_batch(PRESETS[c]["batch_size"], nproc, 1)
-    os.makedirs(out_dir, exist_ok=True)
-    if os.path.exists(ranks_json):
-        os.remove(ranks_json)
-    log(f"all-reduce benchmark: {nproc} ranks through mpiexec, configs {', '.join(configs)} on {device}; load average "
-        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}" + ("   [--quick: a smoke run, not a measurement]" if quick else ""))
-    rc = launch(nproc, strip_nproc(argv))
-    if rc != 0:
-        return rc
-    with open(ranks_json) as f:
-        rows = json.load(f)
-    for r in rows:
-        dev = backend.canonical_device(device)
-        r["one_process_step_ms"] = _bench_one_process(r["config"], quick, dev)
-        r["one_process_1thread_step_ms"] = _bench_one_process(r["config"], quick, dev, threads=1)
-        n = r["ranks"]
-        r["allreduce_share"] = r["allreduce_in_step_ms"] / r["step_ms"]
-        r["bus_gb_s"] = 2 * (n - 1) / n * r["gradient_mb"] / 1e3 / (r["allreduce_alone_ms"] / 1e3)
-        # against the faster of the one-process runs (all cpus' threads, or one)
-        r["speedup"] = min(r["one_process_step_ms"], r["one_process_1thread_step_ms"]) / r["step_ms"]
-    fields = ["config", "device", "ranks", "blas_threads_per_rank", "params", "gradient_mb", "steps", "step_ms",
-              "allreduce_in_step_ms", "allreduce_share", "allreduce_alone_ms", "bus_gb_s", "flag_us",
-              "one_process_step_ms", "one_process_1thread_step_ms", "speedup"]
-    path = os.path.join(out_dir, "allreduce.csv")
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    log("| config | ranks | gradient | step ms | all-reduce in step ms | share | all-reduce alone ms | bus GB/s "
-        "| 1-element all-reduce us | 1 process step ms (default threads / 1) | speedup |")
-    log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        log(f"| {r['config']} ({r['device']}) | {r['ranks']} | {r['params']:,} floats, {r['gradient_mb']:.1f} MB "
-            f"| {r['step_ms']:.1f} | {r['allreduce_in_step_ms']:.2f} | {100 * r['allreduce_share']:.1f}% "
-            f"| {r['allreduce_alone_ms']:.2f} | {r['bus_gb_s']:.2f} | {r['flag_us']:.1f} "
-            f"| {r['one_process_step_ms']:.1f} / {r['one_process_1thread_step_ms']:.1f} | {r['speedup']:.2f} |")
-    log(f"(medians; the ranks' slowest; wrote {path}; load average now {', '.join(f'{x:.2f}' for x in os.getloadavg())})")
-    return 0

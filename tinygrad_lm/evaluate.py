@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .data import get_batch, iter_eval_batches
+from .data import IGNORE, iter_eval_batches, sample_batch
 from .engine import no_grad
 from .tensor import Tensor
 
@@ -28,14 +28,14 @@ def perplexity(loss: float) -> float:
 
 @no_grad()
 def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, iters: int, seed: int, device: str) -> float:
-    """Mean loss over `iters` random (batch_size, block_size) batches of `data`, drawn from a
-    generator seeded with `seed`."""
+    """Mean loss over `iters` random (batch_size, block_size) batches of `data` (a token array,
+    or a SequenceSet of examples: data.sample_batch), drawn from a generator seeded with `seed`."""
     rng = np.random.default_rng(seed)
     was = model.training
     model.eval()
     losses = []
     for _ in range(iters):
-        x, y = get_batch(data, batch_size, block_size, rng)
+        x, y = sample_batch(data, batch_size, block_size, rng)
         _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
         losses.append(loss.data)  # kept on the device: one host sync at the end, not one per batch
     model.train(was)
@@ -45,18 +45,21 @@ def estimate_loss(model, data: np.ndarray, batch_size: int, block_size: int, ite
 @no_grad()
 def evaluate_split(model, data: np.ndarray, batch_size: int, device: str, max_batches: int | None = None) -> dict:
     """Exact loss over a whole split: contiguous windows of block_size, every token scored once
-    (the first `max_batches` batches only, when given). Returns {"loss": mean NLL per token,
+    (the first `max_batches` batches only, when given); for a SequenceSet of examples, every
+    example once, counting the targets its loss counts. Returns {"loss": mean NLL per token,
     "perplexity": exp(loss), "tokens": how many were scored}."""
     block = model.config.block_size
     was = model.training
     model.eval()
     total, count = 0.0, 0
-    for i, (x, y) in enumerate(iter_eval_batches(data, batch_size, block)):
+    batches = data.iter_batches(batch_size) if hasattr(data, "iter_batches") else iter_eval_batches(data, batch_size, block)
+    for i, (x, y) in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
         _, loss = model(Tensor(x, device=device), Tensor(y, device=device))
-        total += float(loss.data) * y.size  # loss is the batch's mean: weight it by its token count
-        count += y.size
+        n = int((y != IGNORE).sum())
+        total += float(loss.data) * n  # loss is the batch's mean: weight it by its token count
+        count += n
     model.train(was)
     nll = total / max(count, 1)
     return {"loss": nll, "perplexity": perplexity(nll), "tokens": count}

@@ -111,10 +111,20 @@ FLAG_RANGES: dict[str, dict[str, Range]] = {
     },
     "eval": {"batch_size": POSITIVE, "max_batches": POSITIVE},
     "ngram": {"n": POSITIVE, "k": Float(0)},
+    "dpo": {
+        "beta": Float(0, lo_open=True), "val_share": Float(0, 1, lo_open=True, hi_open=True),
+        "batch_size": POSITIVE, "lr": Float(0, lo_open=True), "warmup_iters": COUNT, "max_iters": COUNT,
+        "weight_decay": Float(0), "grad_clip": Float(0, note="0 = no clipping"), "eval_interval": POSITIVE,
+        "seed": SEED,
+    },
     "gradcheck": {"seed": SEED},
     # the graph of a GPT deeper than GPT-2 XL's 48 layers is no longer readable as a picture
     "graph": {"n_layer": Int(1, 48)},
-    "bench": {"nproc": Int(2, note="ranks for --what allreduce")},
+    "bench": {
+        "threads": POSITIVE, "budget": Float(0, lo_open=True, note="seconds"), "warmup": COUNT, "block": POSITIVE,
+        "steps": POSITIVE, "profile_steps": POSITIVE, "rounds": POSITIVE,
+        "nproc": Int(2, note="ranks for --what allreduce"),
+    },
 }
 
 

@@ -22,7 +22,9 @@ class TrainConfig:
     """Everything a training run needs. The defaults are the quick-start run, the preset
     "default": `tinygrad-lm train` with no flags runs exactly `TrainConfig()`."""
     # data
-    data: str | None = None          # a UTF-8 text file; None = the built-in corpus
+    data: str | None = None          # a UTF-8 text file (.jsonl: prompt/completion examples); None = the built-in corpus
+    loss_on: str = "all"             # all | completion (JSONL examples: only the completion's tokens count)
+    init_from: str | None = None     # a checkpoint folder whose weights (and tokenizer, shape) the run starts from
     tokenizer: str = "char"          # char | bpe
     vocab_size: int | None = None    # for bpe
     # model
@@ -77,6 +79,10 @@ class TrainConfig:
              f"--batch-size {self.batch_size} is not divisible by --grad-accum-steps {self.grad_accum_steps}")
         need(self.gelu_approximate in ("tanh", "none"), f"--gelu-approximate must be tanh or none, got {self.gelu_approximate!r}")
         need(self.tokenizer in ("char", "bpe"), f"--tokenizer must be char or bpe, got {self.tokenizer!r}")
+        need(self.loss_on in ("all", "completion"), f"--loss-on must be all or completion, got {self.loss_on!r}")
+        need(self.loss_on == "all" or (isinstance(self.data, str) and self.data.lower().endswith(".jsonl")),
+             f"--loss-on completion needs prompt/completion examples: --data FILE.jsonl, a line "
+             f'{{"prompt": ..., "completion": ...}} per example (got --data {self.data or "the built-in corpus"})')
         need(self.dtype in ("float32", "float64"), f"--dtype must be float32 or float64, got {self.dtype!r}")
         need(not (self.resume and self.force), "--resume and --force contradict each other: --resume continues the "
                                                "checkpoint, --force replaces it")
@@ -186,23 +192,103 @@ def resume_config(cfg: TrainConfig, saved: dict | None, model: dict, dtype: str)
     if cfg.preset is not None:
         for k, v in PRESETS[cfg.preset].items():
             given.setdefault(k, (v, f"--preset {cfg.preset} sets {flag_name(k)} {v}, which"))
-    for k, (value, label) in given.items():
-        if k in INVOCATION_KEYS or k == "data":
-            continue
-        old = getattr(run, k)
-        if value == old:
-            continue
-        if k in RESUME_MAY_CHANGE:
-            setattr(run, k, value)
-            notes.append(f"--resume: {flag_name(k)} {value} (the run had {old}): {RESUME_MAY_CHANGE[k]}")
-            continue
-        allowed = ", ".join(flag_name(n) for n in RESUME_MAY_CHANGE)
-        raise ValueError(f"--resume: {label} differs from the checkpoint's {old} (a resumed run is the "
-                         f"same run: only {allowed} may change; start a new run with --force or another --out-dir)")
+    notes += apply_resume_changes(run, given, RESUME_MAY_CHANGE, skip=INVOCATION_KEYS + ("data",))
     for k in INVOCATION_KEYS:
         setattr(run, k, getattr(cfg, k))
     try:
         run.validate()  # meta.json is input too: its values get the flags' checks
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--resume: the checkpoint's run configuration is invalid: {e}") from None
+    return run, notes
+
+
+def apply_resume_changes(run, given: dict, may_change: dict, skip=()) -> list[str]:
+    """The options given to a --resume (`given`: name -> (value, how to name it in a message))
+    against the saved run `run` (changed in place): equal ones pass, those in `may_change` are
+    taken with a line each (returned), any other that differs is refused (ValueError)."""
+    notes = []
+    for k, (value, label) in given.items():
+        if k in skip:
+            continue
+        old = getattr(run, k)
+        if value == old:
+            continue
+        if k in may_change:
+            setattr(run, k, value)
+            notes.append(f"--resume: {flag_name(k)} {value} (the run had {old}): {may_change[k]}")
+            continue
+        allowed = ", ".join(flag_name(n) for n in may_change)
+        raise ValueError(f"--resume: {label} differs from the checkpoint's {old} (a resumed run is the "
+                         f"same run: only {allowed} may change; start a new run with --force or another --out-dir)")
+    return notes
+
+
+# ---------------------------------------------------------------- preference optimization
+@dataclass
+class DPOConfig:
+    """Everything a DPO run needs (`tinygrad-lm dpo`; preference.py runs it). The model, its
+    shape and its tokenizer come from the --init-from checkpoint."""
+    init_from: str | None = None     # the checkpoint folder the policy and the frozen reference start from
+    pairs: str | None = None         # JSONL preference pairs: {"prompt": ..., "chosen": ..., "rejected": ...}
+    beta: float = 0.1                # the strength of the pull back to the reference (the KL penalty's weight)
+    val_share: float = 0.1           # the share of the pairs held out for evaluation
+    batch_size: int = 16             # pairs per step (2 x batch_size sequences)
+    lr: float = 2e-5                 # AdamW, constant after a linear warmup
+    warmup_iters: int = 10
+    max_iters: int = 150
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_interval: int = 50
+    seed: int = 1337
+    device: str = "cpu"
+    out_dir: str = "out-dpo"
+    resume: bool = False
+    force: bool = False
+    progress: bool = True
+    explicit: tuple = ()             # names of the options given on the command line (checked on --resume)
+
+    def validate(self) -> None:
+        """Every numeric option in its range (ranges.FLAG_RANGES["dpo"]), then the checks that
+        tie options together. Raises ValueError naming the flag."""
+        for name, allowed in FLAG_RANGES["dpo"].items():
+            allowed.check(flag_name(name), getattr(self, name))
+        if self.resume and self.force:
+            raise ValueError("--resume and --force contradict each other: --resume continues the checkpoint, "
+                             "--force replaces it")
+        if not self.resume:
+            for name, what in (("init_from", "the checkpoint folder to start from, the --out-dir of a train run"),
+                               ("pairs", 'a JSONL file of {"prompt": ..., "chosen": ..., "rejected": ...} lines')):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{flag_name(name)} is required: {what}")
+
+
+# What dpo --resume may change; every other option is the run's.
+DPO_RESUME_MAY_CHANGE = {
+    "max_iters": "where the run stops",
+    "eval_interval": "how often it evaluates and saves (training steps are unchanged)",
+    "device": "where it runs (the run continues the same numbers on any device)",
+}
+DPO_INVOCATION_KEYS = ("out_dir", "resume", "force", "progress", "explicit")
+
+
+def dpo_resume_config(cfg: DPOConfig, saved: dict) -> tuple[DPOConfig, list[str]]:
+    """The configuration a `dpo --resume` runs: the checkpoint's saved run, with only the
+    options of DPO_RESUME_MAY_CHANGE open to change (each change on a line returned). A
+    differing --pairs is left to the caller (it compares the text, not the path)."""
+    names = [f.name for f in fields(DPOConfig)]
+    unknown = sorted(set(saved) - set(names))
+    if unknown:
+        raise ValueError(f"--resume: the checkpoint's run has option {unknown[0]!r}, which this version of "
+                         f"tinygrad_lm does not know, so it cannot continue that run")
+    run = DPOConfig(**{k: saved[k] for k in names if k in saved and k not in DPO_INVOCATION_KEYS})
+    given = {k: (getattr(cfg, k), f"{flag_name(k)} {getattr(cfg, k)}") for k in cfg.explicit}
+    notes = apply_resume_changes(run, given, DPO_RESUME_MAY_CHANGE, skip=DPO_INVOCATION_KEYS + ("pairs",))
+    for k in DPO_INVOCATION_KEYS:
+        setattr(run, k, getattr(cfg, k))
+    try:
+        run.validate()  # meta.json is input too: its values get the flags' checks
+        if not (isinstance(run.init_from, str) and isinstance(run.pairs, str)):
+            raise ValueError(f"its init_from and pairs must be paths, got {run.init_from!r} and {run.pairs!r}")
     except (TypeError, ValueError) as e:
         raise ValueError(f"--resume: the checkpoint's run configuration is invalid: {e}") from None
     return run, notes

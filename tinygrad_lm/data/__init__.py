@@ -9,7 +9,7 @@ Typical use::
     x, y = get_batch(train, batch_size=32, block_size=64, rng=np.random.default_rng(0))
 """
 
-from .batches import get_batch, iter_eval_batches, num_eval_tokens
+from .batches import get_batch, iter_eval_batches, num_eval_tokens, sample_batch
 from .corpus import (CORPUS_NAME, DataError, builtin_corpus, encode_splits, load_corpus, load_text, text_sha256,
                      train_val_split)
 from .tokenizer import (
@@ -23,9 +23,20 @@ from .tokenizer import (
     load_tokenizer,
     tokenizer_from_dict,
 )
+from .examples import (IGNORE, PairSet, SequenceSet, check_encodable, examples_text, is_jsonl,
+                       load_preference_pairs, load_prompt_completion)
 
 __all__ = [
     "BPETokenizer",
+    "IGNORE",
+    "PairSet",
+    "SequenceSet",
+    "check_encodable",
+    "examples_text",
+    "is_jsonl",
+    "load_preference_pairs",
+    "load_prompt_completion",
+    "sample_batch",
     "CORPUS_NAME",
     "CharTokenizer",
     "DataError",

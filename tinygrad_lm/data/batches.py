@@ -13,7 +13,7 @@ import numpy as np
 
 from .corpus import DataError
 
-__all__ = ["get_batch", "iter_eval_batches", "num_eval_tokens"]
+__all__ = ["get_batch", "iter_eval_batches", "num_eval_tokens", "sample_batch"]
 
 
 def _check(data: np.ndarray, batch_size: int, block_size: int) -> np.ndarray:
@@ -52,6 +52,15 @@ def get_batch(
     x = arr[idx].astype(np.int64, copy=False)
     y = arr[idx + 1].astype(np.int64, copy=False)
     return x, y
+
+
+def sample_batch(data, batch_size: int, block_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A training batch from ``data``: :func:`get_batch`'s random windows of a token array, or
+    random examples (right-padded, prompt targets ignored) of a
+    :class:`~tinygrad_lm.data.examples.SequenceSet`."""
+    if hasattr(data, "get_batch"):
+        return data.get_batch(batch_size, rng)
+    return get_batch(data, batch_size, block_size, rng)
 
 
 def num_eval_tokens(n_data: int, block_size: int) -> int:

@@ -105,6 +105,13 @@ class Tokenizer:
         """Encode ``text`` to a list of Python ints."""
         return self.encode_array(text).tolist()
 
+    def first_unencodable(self, text: str) -> int | None:
+        """The index of the first character of ``text`` this tokenizer cannot encode, or None.
+        A byte-level tokenizer encodes every character UTF-8 can (all but lone surrogates)."""
+        cps = _codepoints(text)
+        bad = np.flatnonzero((cps >= 0xD800) & (cps <= 0xDFFF))
+        return int(bad[0]) if bad.size else None
+
     def save(self, path: PathLike) -> None:
         """Write ``to_dict()`` as JSON to ``path`` atomically.
 
@@ -191,6 +198,17 @@ class CharTokenizer(Tokenizer):
         if not known.all():
             raise TokenizerError(_unknown_chars_message(text, cps, known))
         return idx.astype(np.int64, copy=False)
+
+    def first_unencodable(self, text: str) -> int | None:
+        """The index of the first character of ``text`` not in the vocabulary, or None."""
+        cps = _codepoints(text)
+        if cps.size == 0:
+            return None
+        if self._cps.size == 0:
+            return 0
+        known = self._cps[np.minimum(np.searchsorted(self._cps, cps), self._cps.size - 1)] == cps
+        bad = np.flatnonzero(~known)
+        return int(bad[0]) if bad.size else None
 
     def decode(self, ids: Iterable[int] | np.ndarray) -> str:
         """Map ids back to characters (vectorized through UTF-32)."""

@@ -1,7 +1,7 @@
 """Neural-network functions (PyTorch's `torch.nn.functional`, the part a GPT needs).
 
-softmax, log_softmax, cross_entropy, layer_norm, linear and scaled_dot_product_attention
-exist twice:
+softmax, log_softmax, cross_entropy, layer_norm, linear, scaled_dot_product_attention and
+dpo_loss exist twice:
 
 * **fused** (the default): one `Function` from `ops/fused.py` with a hand-derived backward
   (softmax + cross-entropy gives p - y);
@@ -25,7 +25,7 @@ import numpy as np
 from .. import backend
 from ..ops import fused
 from ..engine import broadcast_shapes
-from ..tensor import Tensor, where
+from ..tensor import Tensor, stack, where
 from ..tensor import embedding as _embedding
 
 # ================================================================ fused / composed switch
@@ -231,6 +231,51 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     d = input - target
     sq = d * d
     return sq if reduction == "none" else sq.sum() if reduction == "sum" else sq.mean()
+
+
+def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, reference_chosen_logps,
+             reference_rejected_logps, beta: float = 0.1, reduction: str = "mean", impl: str | None = None) -> Tensor:
+    """Direct Preference Optimization's loss (Rafailov et al., 2023) from the four sequence
+    log-probabilities of a batch of preference pairs (each of one shape, one entry per pair):
+
+        z      = beta * ((log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected)))
+        loss   = -log sigmoid(z),  averaged over the pairs (reduction "mean"), summed ("sum")
+                 or per pair ("none")
+
+        d loss / d log pi(chosen)   = -beta * sigmoid(-z)    (per pair, before the reduction)
+        d loss / d log pi(rejected) = +beta * sigmoid(-z)
+
+    pi is the policy being trained, ref the frozen reference (usually the model DPO starts
+    from), and beta * (log pi - log ref) the implicit reward of an answer, so z is the reward
+    margin of the chosen answer over the rejected one. sigmoid(-z) weighs each pair by how
+    wrong its ranking still is. The reference log-probabilities are constants in practice
+    (pass arrays or tensors without grad); if they do require a gradient they get the
+    negated ones. z = 0 (policy = reference) gives log 2 = 0.6931 per pair.
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"dpo_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not (isinstance(beta, (int, float)) and not isinstance(beta, bool) and math.isfinite(beta) and beta > 0):
+        raise ValueError(f"dpo_loss: beta must be a finite number > 0, got {beta!r}")
+    pc = policy_chosen_logps
+    ts = [pc] + [t if isinstance(t, Tensor) else Tensor(t, dtype=pc.dtype, device=pc.device)
+                 for t in (policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)]
+    names = ("policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps", "reference_rejected_logps")
+    for name, t in zip(names, ts):
+        if t.shape != pc.shape:
+            raise ValueError(f"dpo_loss: the four log-probabilities must have one shape (one entry per pair), got "
+                             f"{', '.join(f'{n} {x.shape}' for n, x in zip(names, ts))}")
+        if t.dtype.kind != "f":
+            raise TypeError(f"dpo_loss: {name} must be floating point, got dtype {t.dtype}")
+    if pc.numel() == 0:
+        raise ValueError("dpo_loss: no pairs (the log-probabilities are empty)")
+    if _fused_for(impl, "dpo_loss"):
+        return fused.FusedDPOLoss.apply(*ts, beta=float(beta), reduction=reduction)
+    pc, pr, rc, rr = ts
+    z = ((pc - rc) - (pr - rr)) * float(beta)
+    # -log sigmoid(z) = log(e^0 + e^(-z)): a two-term logsumexp, whose gradient (a softmax) is
+    # exact at z = 0 too, where relu(-z) + log(1 + e^-|z|) would give 0 through abs and relu
+    loss = stack([z * 0.0, -z], dim=-1).logsumexp(-1)
+    return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
 
 
 # ================================================================ layers as functions

@@ -5,7 +5,8 @@
   `format_table`);
 * `engine_specs.py`: one spec per engine op (elementwise, reduce, movement, indexing, matmul);
 * `fused_specs.py`: one spec per fused op (`ops/fused.py`), called through `nn.functional`;
-* `gpt.py`: `gradcheck_gpt`, every parameter of a tiny GPT against finite differences.
+* `gpt.py`: `gradcheck_gpt` and `gradcheck_dpo`, every parameter of a tiny GPT against finite
+  differences, under the language-model loss and under the DPO objective.
 
 Importing this package registers every spec. `tinygrad-lm gradcheck` runs them all in
 float64; tests/test_ops.py runs them with hypothesis choosing the shapes, and fails when a
@@ -17,4 +18,4 @@ from .harness import (  # noqa: F401
     format_table, make_tensors, missing_specs, register_spec, run_op_gradchecks,
 )
 from . import engine_specs, fused_specs  # noqa: F401  (registering the package's specs)
-from .gpt import gradcheck_gpt  # noqa: F401
+from .gpt import gradcheck_dpo, gradcheck_gpt  # noqa: F401

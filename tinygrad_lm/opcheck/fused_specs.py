@@ -133,6 +133,20 @@ def np_packed(qkv, n_head):
     return np_attention(q, k, v, kind="causal").transpose(0, 2, 1, 3).reshape(b, t, c)
 
 
+# ================================================================ preference loss
+def sample_dpo(d):
+    shape = d.shape(1, 2)
+    # sequence log-probabilities are negative sums; spread wide so z reaches both tails
+    return Case([-d.uniform(0.5, 30.0, shape) for _ in range(4)],
+                {"beta": d.choice([0.1, 0.5, 2.0]), "reduction": d.choice(["mean", "sum", "none"])})
+
+
+def np_dpo(pc, pr, rc, rr, beta, reduction):
+    z = beta * ((pc - rc) - (pr - rr))
+    loss = np.logaddexp(0.0, -z)
+    return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+
+
 # ================================================================ the table
 _TOL = dict(fwd_rtol=1e-9, fwd_atol=1e-12)
 
@@ -148,5 +162,8 @@ for _spec in [
     OpSpec("FusedAttention", sample_attention, call_attention, np_attention, **_TOL),
     OpSpec("FusedPackedCausalAttention", sample_packed,
            lambda qkv, n_head: F.causal_self_attention(qkv, n_head, impl="fused"), np_packed, **_TOL),
+    OpSpec("FusedDPOLoss", sample_dpo,
+           lambda pc, pr, rc, rr, beta, reduction: F.dpo_loss(pc, pr, rc, rr, beta, reduction, impl="fused"), np_dpo,
+           **_TOL),
 ]:
     register_spec(_spec)

@@ -539,3 +539,43 @@ class FusedPackedCausalAttention(Function):
         dout = g.reshape(b, t, nh, hs).transpose(0, 2, 1, 3)
         _attention_backward(self, dout, self.q, self.k, self.v, self.scale, outs)
         return dqkv.reshape(b, t, 3 * nh * hs)
+
+
+# ================================================================ preference optimization
+class FusedDPOLoss(Function):
+    """Direct Preference Optimization's loss from four sequence log-probabilities of one
+    shape (one entry per preference pair): the policy's log pi(chosen) `pc` and
+    log pi(rejected) `pr`, the frozen reference's log ref(chosen) `rc` and log ref(rejected) `rr`:
+
+        z_i    = beta ((pc_i - rc_i) - (pr_i - rr_i))        (the reward margin)
+        loss_i = -log sigmoid(z_i) = log(1 + e^(-z_i))       (computed as logaddexp(0, -z_i))
+        mean: L = sum_i loss_i / N;   sum: L = sum_i loss_i;   none: L_i = loss_i
+
+        dL/dz_i  = -w_i sigmoid(-z_i),   w_i = g / N (mean), g (sum), g_i (none)
+        dL/dpc_i = -beta w_i sigmoid(-z_i) = -dL/dpr_i = -dL/drc_i = dL/drr_i
+
+    sigmoid(-z_i) is how wrong the pair's ranking is: about 1 when the policy prefers the
+    rejected answer more than the reference does, about 0 once it clearly prefers the chosen
+    one, so pairs already learned stop pushing. Both sigmoid(-z) = exp(-logaddexp(0, z)) and
+    the loss are computed without overflow for any z.
+    """
+    def forward(self, pc, pr, rc, rr, beta=0.1, reduction="mean"):
+        xp = _xp(pc)
+        z = pc - rc
+        z -= pr - rr
+        z *= beta
+        zero = z.dtype.type(0)
+        self.beta, self.reduction, self.n = beta, reduction, z.size
+        self.weight = xp.exp(-xp.logaddexp(zero, z))     # sigmoid(-z), saved for backward
+        loss = xp.logaddexp(zero, -z)
+        if reduction == "none":
+            return loss
+        total = loss.sum()
+        return total if reduction == "sum" else total / z.dtype.type(self.n)
+
+    def backward(self, g):
+        w = g if self.reduction == "none" else g / g.dtype.type(self.n) if self.reduction == "mean" else g
+        d_chosen = self.weight * (-self.beta * w)          # dL/dpc = dL/drr
+        need = self.needs_input_grad
+        return (d_chosen if need[0] else None, -d_chosen if need[1] else None,
+                -d_chosen if need[2] else None, d_chosen.copy() if need[3] else None)

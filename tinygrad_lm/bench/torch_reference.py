@@ -20,9 +20,8 @@ Our own code, in the shape of nanoGPT's model.py, with exactly the architecture 
   nanoGPT weight-decay groups (2-D tensors decay, the rest don't), fused=False, foreach
   left at PyTorch's default.
 
-Run it on its own for a quick timing of the PyTorch step:
-
-    python benchmarks/torch_reference.py --config cpu --steps 20
+This module imports torch: the bench imports it only once PyTorch is known to be installed.
+`tinygrad-lm bench --what model` times it against ours.
 """
 from __future__ import annotations
 
@@ -36,11 +35,12 @@ import torch.nn.functional as F
 
 @dataclass
 class TorchGPTConfig:
-    vocab_size: int = 65
-    block_size: int = 64
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
+    """The fields of tinygrad_lm's GPTConfig that shape the model (bench.configs.model_kwargs)."""
+    vocab_size: int
+    block_size: int
+    n_layer: int
+    n_head: int
+    n_embd: int
     dropout: float = 0.0
     bias: bool = False
 
@@ -197,33 +197,3 @@ def train_step(model, optimizer, x, y, grad_clip: float = 1.0) -> float:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.item()
-
-
-if __name__ == "__main__":  # a stand-alone timing of the PyTorch step
-    import argparse
-    import statistics
-    import time
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", choices=["cpu", "gpu"], default="cpu")
-    ap.add_argument("--attn", choices=["explicit", "sdpa"], default="explicit")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=None)
-    a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    shapes = {"cpu": (4, 4, 128, 64, 12), "gpu": (6, 6, 384, 256, 64)}[a.config]
-    L, H, C, T, B = shapes
-    torch.manual_seed(0)
-    m = TorchGPT(TorchGPTConfig(65, T, L, H, C, 0.0, False), a.attn)
-    opt = m.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
-    x = torch.randint(0, 65, (B, T))
-    y = torch.randint(0, 65, (B, T))
-    times = []
-    for i in range(a.steps + 3):
-        t0 = time.perf_counter()
-        train_step(m, opt, x, y)
-        if i >= 3:
-            times.append(time.perf_counter() - t0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, config {a.config}, attn {a.attn}: "
-          f"{1000 * statistics.median(times):.2f} ms/step (median of {len(times)})")

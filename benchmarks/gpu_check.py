@@ -15,9 +15,9 @@ Sections of the report:
   4. `tinygrad-lm train --preset gpu --device cuda` for a bounded number of steps (ms/step,
      tokens/s), and resume exactness: 2K steps straight against K steps + `--resume` to 2K,
      every training loss and the final evaluation compared bit for bit;
-  5. host syncs, copies and device operations in one training step (counted by running the
-     step on the cupy API stand-in: a property of the code, not of the GPU), and whether the
-     real step synchronises (cupyx.allow_synchronize(False)).
+  5. host syncs, copies and device operations in an unlogged and a logged training step
+     (counted by running the steps on the cupy API stand-in: a property of the code, not of
+     the GPU), and whether the real unlogged step synchronises (cupyx.allow_synchronize(False)).
 
 What the GPU machine needs besides cupy and numpy: pytest and hypothesis for section 1
 (tqdm optional). Without internet there, carry them as wheels from a machine that has it:
@@ -297,7 +297,7 @@ class Check:
 
     # ------------------------------------------------------------ 5. syncs and launches per step
     def counts(self):
-        self.say("\n## 5. Host syncs, copies and device operations in one training step")
+        self.say("\n## 5. Host syncs, copies and device operations per training step")
         if not self.fits("counts", 15):
             return
         counts_py = [sys.executable, str(ROOT / "tests" / "cupy_standin"), str(Path(__file__)), "--_count-step"]
@@ -308,8 +308,10 @@ class Check:
             for ln in out.splitlines():
                 if ln.startswith("counted"):
                     self.say(ln + "\n")
-                elif ln.startswith("|") or ln.startswith("(the training loop"):
+                elif ln.startswith("|"):
                     self.say(ln)
+                elif ln.startswith("(the training loop"):   # the table's note, a paragraph of its own
+                    self.say("\n" + ln)
         if not self.a.standin:
             rc, out, err, _ = self.run([sys.executable, str(Path(__file__)), "--_sync-probe"] +
                                        (["--tiny"] if self.a.tiny else []), 120)
@@ -337,18 +339,22 @@ class Check:
 
 
 def _count_step(tiny):
-    """Run under the stand-in (see Check.counts): one warm AdamW training step of the gpu config."""
+    """Run under the stand-in (see Check.counts): warm AdamW training steps of the gpu config,
+    as the training loop runs them (with its divergence check, runs.StepMonitor): one unlogged, then one logged (the
+    step and the loop's one read of the losses)."""
     import numpy as np
     import cupy_standin
     import tinygrad_lm as tg
     from tinygrad_lm.models.gpt import GPT, GPTConfig
-    from tinygrad_lm.train import train_step
+    from tinygrad_lm.train import DEVICE_LOG_INTERVAL, StepMonitor, train_step
     cfg = (dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch=4) if tiny else
            dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch=8))
-    print(f"counted on the cupy API stand-in (per training step: forward, backward, clipping, AdamW; "
-          f"{cfg['n_layer']}x{cfg['n_head']}x{cfg['n_embd']}, block {cfg['block_size']}, batch {cfg['batch']}):\n")
-    print("| dropout | host syncs | by kind | host->device copies | bytes | device->host bytes | device operations |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"counted on the cupy API stand-in (per training step: forward, backward, clipping, AdamW, the "
+          f"divergence check; {cfg['n_layer']}x{cfg['n_head']}x{cfg['n_embd']}, block {cfg['block_size']}, "
+          f"batch {cfg['batch']}):\n")
+    print("| dropout | step | host syncs | by kind | host->device copies | bytes | device->host bytes | "
+          "device operations |")
+    print("|---|---|---|---|---|---|---|---|")
     for dropout in (0.0, 0.2):
         tg.manual_seed(0)
         m = GPT(GPTConfig(vocab_size=65, block_size=cfg["block_size"], n_layer=cfg["n_layer"], n_head=cfg["n_head"],
@@ -358,14 +364,20 @@ def _count_step(tiny):
         x = tg.tensor(rng.integers(0, 65, (cfg["batch"], cfg["block_size"])), device="cuda")
         y = tg.tensor(rng.integers(0, 65, (cfg["batch"], cfg["block_size"])), device="cuda")
         m.train()
-        train_step(m, opt, x, y)
-        cupy_standin.counters.reset()
-        train_step(m, opt, x, y)
-        c = cupy_standin.counters.snapshot()
-        print(f"| {dropout} | {c['syncs']} | {c['sync_kinds']} | {c['h2d_copies']} | {c['h2d_bytes']:,} | "
-              f"{c['d2h_bytes']} | {c['launches']} |")
-    print("\n(the training loop adds one more read per step, `float(loss)`; device operations = cupy calls that "
-          "compute, ~ kernel launches)")
+        monitor = StepMonitor()
+        train_step(m, opt, x, y, 1.0, monitor)
+        monitor.read()
+        for kind in ("unlogged", "logged"):
+            cupy_standin.counters.reset()
+            train_step(m, opt, x, y, 1.0, monitor)
+            if kind == "logged":
+                monitor.read()
+            c = cupy_standin.counters.snapshot()
+            print(f"| {dropout} | {kind} | {c['syncs']} | {c['sync_kinds']} | {c['h2d_copies']} | {c['h2d_bytes']:,} | "
+                  f"{c['d2h_bytes']} | {c['launches']} |")
+    print(f"\n(the training loop logs every {DEVICE_LOG_INTERVAL} steps on a GPU, and before every evaluation, "
+          "checkpoint and exit; the batch's upload, two host->device copies of (B, T) int64, is not counted here; "
+          "device operations = cupy calls that compute, ~ kernel launches)")
 
 
 def _sync_probe(tiny):
@@ -376,16 +388,19 @@ def _sync_probe(tiny):
     import cupyx
     import tinygrad_lm as tg
     from tinygrad_lm.models.gpt import GPT, GPTConfig
-    from tinygrad_lm.train import train_step
+    from tinygrad_lm.train import StepMonitor, train_step
     tg.manual_seed(0)
     m = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=64, dropout=0.2)).to("cuda")
     opt = m.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
     x = tg.tensor(np.random.default_rng(0).integers(0, 65, (4, 32)), device="cuda")
-    train_step(m, opt, x, x)
+    monitor = StepMonitor()
+    train_step(m, opt, x, x, 1.0, monitor)
     try:
         with cupyx.allow_synchronize(False):
-            train_step(m, opt, x, x)
-        print("- real GPU: a training step ran under `cupyx.allow_synchronize(False)` without synchronising")
+            train_step(m, opt, x, x, 1.0, monitor)      # an unlogged step of the training loop, dropout on
+        rows = monitor.read()
+        print("- real GPU: an unlogged training step (dropout 0.2, clipping, the divergence check) ran under "
+              f"`cupyx.allow_synchronize(False)` without synchronising; its loss, read after: {rows[-1][0]:.4f}")
     except Exception as e:
         frames = [f for f in traceback.extract_tb(e.__traceback__) if "tinygrad_lm" in f.filename]
         where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno} `{frames[-1].line}`" if frames else "?"

@@ -58,9 +58,10 @@ The rules every case follows:
   SHA-256); only `--max-iters`, `--eval-interval`, `--eval-iters`, `--sample-tokens`,
   `--device` and `--grad-accum-steps` (and the number of processes) may change, each change
   printed; any other flag that differs is refused (section 2).
-* A non-finite loss or gradient norm stops training before the optimizer uses it; the last
-  good checkpoint stays, and the message names the step, what went non-finite and the
-  plausible flags; a checkpoint holding NaN or inf is never written nor loaded (section 1).
+* A non-finite loss or gradient norm never reaches the weights (the optimizer skips the
+  update) and stops training before anything more is evaluated or saved; the last good
+  checkpoint stays, and the message names the step, what went non-finite and the plausible
+  flags; a checkpoint holding NaN or inf is never written nor loaded (section 1).
 * Every file is written to an exclusively created temporary name beside it and renamed
   into place, the checkpoint folder too; a failed save (a full disk) removes its partial
   folder and keeps the previous checkpoint; kill -9 at any moment leaves a loadable

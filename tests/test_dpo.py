@@ -212,3 +212,70 @@ def test_the_dpo_command_runs_on_cuda_and_its_checkpoint_matches_the_cpu_run(cud
     assert [h["step"] for h in h_gpu] == [0, 3, 6] and h_gpu[0]["margin"] == 0.0
     for a, b in zip(h_cpu, h_gpu):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4) and b["accuracy"] == a["accuracy"]
+
+
+def test_an_unlogged_dpo_step_reads_nothing_back(cuda, base, _cupy_standin):
+    """A dpo step as the run takes it: its loss, reward margin and accuracy computed on the
+    device (pair_stats, float64) go with the gradient norm into the run's divergence check
+    (runs.StepMonitor), so steps read nothing back until the loop reads them all at once; and
+    the numbers read are the ones pair_metrics gives on the host from the same log-probabilities."""
+    from conftest import REAL_GPU
+    if REAL_GPU:
+        pytest.skip("inspects the cupy stand-in's records (no GPU here)")
+    from tinygrad_lm import backend
+    from tinygrad_lm.preference import pair_stats
+    from tinygrad_lm.runs import StepMonitor
+    model, tok, _ = load_model(base / "run", cuda)
+    pairs, _ = load_preference_pairs((base / "pairs.jsonl").read_text(), "p", tok, 16, "the")
+    x, y = pairs.rows(np.arange(4))
+    ref = [backend.to_device(np.full(4, v), "cuda:0") for v in (-20.0, -21.0)]         # float64 (B,) on the device
+    x, y, rc, rr = Tensor(x, device=cuda), Tensor(y, device=cuda), Tensor(ref[0].astype(np.float32)), \
+        Tensor(ref[1].astype(np.float32))
+    opt = model.configure_optimizers(0.0, 1e-2)
+    monitor, logps_seen = StepMonitor(), []
+
+    def check(loss, grad_norm, logps):
+        logps_seen.append(logps.data.copy())
+        lp = logps.data.astype(np.float64)
+        s = pair_stats(lp[:4], lp[4:], *ref, 0.1, backend.array_module(lp))
+        return monitor(s[0], grad_norm, s[1], s[2])
+    dpo_step(model, opt, x, y, rc, rr, beta=0.1, check=check)                 # warm-up: the optimizer's state
+    monitor.read()
+    counts = _cupy_standin.counters
+    counts.reset()
+    for _ in range(3):
+        dpo_step(model, opt, x, y, rc, rr, beta=0.1, check=check)
+    assert counts.syncs == 0 and counts.d2h_copies == 0 and counts.h2d_copies == 0, counts.snapshot()
+    rows = monitor.read()
+    assert counts.syncs == 1 and counts.d2h_copies == 1 and rows.shape == (3, 4)   # [loss, norm, margin, accuracy]
+    for row, lp in zip(rows, logps_seen[1:]):
+        lp = backend.to_numpy(lp).astype(np.float64)
+        m = pair_metrics(lp[:4], lp[4:], np.full(4, -20.0), np.full(4, -21.0), 0.1)
+        assert (row[0], row[2], row[3]) == (m["loss"], m["margin"], m["accuracy"]) and np.isfinite(row[1])
+    assert rows[-1][0] < rows[0][0]                                           # it learns
+
+
+def test_a_dpo_checkpoint_keeps_the_device_generator_and_resume_restores_it(tmp_path, base, capsys):
+    """The dropout masks' generator (backend.device_rng) is saved like the other generators and
+    restored on --resume; the policy runs without dropout, so a checkpoint without it (written
+    before masks were drawn on the device) resumes the same run, with no note."""
+    from tinygrad_lm import backend
+    common = ["--init-from", base / "run", "--pairs", base / "pairs.jsonl", "--eval-interval", "3", "--seed", "5",
+              *DPO]
+    assert run(["dpo", *common, "--out-dir", tmp_path / "a", "--max-iters", "6"]) == 0
+    meta_path = tmp_path / "a" / "ckpt" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["device_rng"] == {"seed": 5, "counter": 0}     # seeded by --seed; eval mode draws no mask
+    assert run(["dpo", *common, "--out-dir", tmp_path / "b", "--max-iters", "3"]) == 0
+    path = tmp_path / "b" / "ckpt" / "meta.json"
+    old = json.loads(path.read_text())
+    del old["device_rng"]
+    path.write_text(json.dumps(old))
+    backend.device_rng.manual_seed(99)
+    capsys.readouterr()
+    assert run(["dpo", "--resume", "--out-dir", tmp_path / "b", "--max-iters", "6", "--no-progress"]) == 0
+    said = capsys.readouterr()
+    assert "predates dropout masks" not in said.out + said.err and "resuming at step 3" in said.out
+    a, b = (load_model(tmp_path / d)[2] for d in ("a", "b"))
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+    assert b["device_rng"]["counter"] == 0

@@ -142,6 +142,16 @@ def test_cpu_vs_gpu(capsys):
         assert r["skipped"] and "skipped: no usable GPU" in out
 
 
+def test_cpu_vs_gpu_runs_its_gpu_half(cuda, capsys):
+    # on the GPU where there is one, else on the cupy API stand-in (test id cuda-standin: the
+    # same code path on cupy's API; the timing it prints means nothing there)
+    r = load("cpu_vs_gpu").main(["--steps", "1", "--warmup", "1", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
+                                 "--block-size", "8", "--batch-size", "2"])
+    assert not r["skipped"] and r["failed"] == []
+    assert r["gpu_ms"] > 0 and abs(r["gpu_loss"] - r["cpu_loss"]) < 1e-3 * max(1.0, abs(r["cpu_loss"]))
+    assert "cuda (cupy):" in capsys.readouterr().out
+
+
 def test_an_example_runs_as_a_script():
     proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, "softmax_temperature.py")],
                           capture_output=True, text=True, timeout=120)

@@ -23,3 +23,8 @@ def test_the_gpu_check_rehearses_end_to_end_on_the_standin(tmp_path):
                    "host syncs", "_skipped (--skip suite)_", "all checks passed"):
         assert needle in report, needle
     assert "FAIL" not in report
+    # section 5 holds a step to issue 13's numbers: no read in an unlogged step, one in a logged
+    # step, no host->device copy (dropout on or off)
+    for dropout in ("0.0", "0.2"):
+        assert f"| {dropout} | unlogged | 0 | {{}} | 0 | 0 | 0 |" in report, dropout
+        assert f"| {dropout} | logged | 1 | {{'get': 1}} | 0 | 0 | 32 |" in report, dropout

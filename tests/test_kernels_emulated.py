@@ -108,7 +108,8 @@ def test_attention_masks_and_dropout_stay_on_the_generic_path(rt):
         F.causal_self_attention(Tensor(rng.standard_normal((1, 5, 24)).astype(np.float32)), 2, dropout_p=0.1,
                                 impl="fused")
         F.softmax(Tensor(rng.standard_normal((3, 4)).astype(np.float32)), 0)        # not the last dim
-        assert rt.launched[start:] == []
+        # the attention stays generic; only the dropout's mask is drawn by its own kernel
+        assert rt.launched[start:] == ["dropout_mask<float>"]
 
 
 # ================================================================ AdamW
@@ -271,3 +272,22 @@ def test_gpt_training_step_through_the_kernels(rt, gelu):
             "adamw_step<float>": 1}
     want = {n: 2 * per_layer.get(n, 0) + once.get(n, 0) for n in set(per_layer) | set(once)}
     assert got[3] == want and sum(want.values()) == 12 * 2 + 7
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_mask_kernel_gives_the_array_codes_bits(rt, dtype):
+    """dropout.cu computes DeviceGenerator's words in registers: the same mask, bit for bit, and
+    the counter advances alike (odd sizes: the last word's high half unused)."""
+    for shape, p in (((1,), 0.5), ((7,), 0.2), ((3, 5, 7), 0.3), ((2, 4, 64, 64), 0.2), ((0, 3), 0.5),
+                     ((4097,), 0.0), ((33,), 0.999)):
+        ref_gen, ker_gen = backend.DeviceGenerator(42), backend.DeviceGenerator(42)
+        ref_gen.random(5), ker_gen.random(5)                      # a counter that is not 0
+        ref = ref_gen.dropout_mask(shape, p, dtype)
+        start = len(rt.launched)
+        with kernels_on(rt):
+            got = ker_gen.dropout_mask(shape, p, dtype)
+        ran = rt.launched[start:]
+        assert ran == ([f"dropout_mask<{'float' if dtype == np.float32 else 'double'}>"] if ref.size else []), ran
+        assert got.dtype == dtype and got.shape == ref.shape
+        assert got.tobytes() == ref.tobytes(), (shape, p)
+        assert ker_gen.get_state() == ref_gen.get_state()

@@ -73,3 +73,20 @@ def test_adamw_kernel_matches_the_array_code_on_the_gpu(cuda, opt_cls, dtype):
     got = KC.run_optimizer(opt_cls, KC.ADAMW_SIZES, KC.adamw_groups, dtype, wrap=to_gpu)
     assert backend.kernel_launches() - n0 == 3                      # one launch a step
     KC.assert_same_optimizer_result(ref, got, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_mask_kernel_gives_the_generic_paths_bits_on_the_gpu(cuda, dtype):
+    # integer arithmetic only: the kernel's mask is the generic path's (and the CPU's), bit for bit
+    dev = backend.canonical_device("cuda")
+    for shape, p in (((7,), 0.2), ((2, 4, 64, 64), 0.2), ((3, 333), 0.5)):
+        ref_gen, ker_gen = backend.DeviceGenerator(3), backend.DeviceGenerator(3)
+        with backend.use_kernels(False):
+            ref = ref_gen.dropout_mask(shape, p, dtype, dev)
+        n0 = K.launch_counts().get(f"dropout_mask<{'float' if dtype == np.float32 else 'double'}>", 0)
+        got = ker_gen.dropout_mask(shape, p, dtype, dev)
+        assert K.launch_counts()[f"dropout_mask<{'float' if dtype == np.float32 else 'double'}>"] == n0 + 1
+        assert backend.device_of(got) == dev and got.dtype == dtype
+        assert backend.to_numpy(got).tobytes() == backend.to_numpy(ref).tobytes()
+        assert backend.to_numpy(got).tobytes() == backend.DeviceGenerator(3).dropout_mask(shape, p, dtype).tobytes()
+        assert ker_gen.get_state() == ref_gen.get_state()

@@ -66,6 +66,71 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, corpus):
     assert la == lb
 
 
+def test_resumed_run_with_dropout_matches_an_uninterrupted_one(tmp_path, corpus):
+    # the dropout masks' generator (backend.device_rng) is saved and restored with the checkpoint
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["--data", corpus, "--lr-decay-iters", "30", "--dropout", "0.2", *TINY]
+    assert run(["train", "--out-dir", a, "--max-iters", "30", *common]) == 0
+    assert run(["train", "--out-dir", b, "--max-iters", "20", *common]) == 0
+    import json
+    meta = json.loads((b / "ckpt" / "meta.json").read_text())
+    assert meta["device_rng"]["seed"] == 1337 and meta["device_rng"]["counter"] > 0
+    from tinygrad_lm import manual_seed
+    manual_seed(99)   # a fresh process's generator, not the one the first half left behind
+    assert run(["train", "--out-dir", b, "--max-iters", "30", "--resume", *common]) == 0
+    la, lb = losses(a), losses(b)
+    assert [r for r in la if r[1]] == [r for r in lb if r[1]]   # every batch loss, bit for bit (6 decimals)
+    assert la == lb
+
+
+@pytest.mark.parametrize("dropout", ["0.2", "0"])
+def test_a_checkpoint_without_the_device_rng_state_still_resumes(tmp_path, corpus, capsys, dropout):
+    # checkpoints written before dropout masks were drawn on the device have no "device_rng":
+    # they resume, the masks seeded by (seed, step), the same on every resume; a note says so
+    # when dropout is on (with dropout 0 nothing is drawn and the resume is exact)
+    import json
+    import shutil
+    from tinygrad_lm import manual_seed
+    common = ["--data", corpus, "--lr-decay-iters", "30", "--dropout", dropout, *TINY]
+    old = tmp_path / "old"
+    assert run(["train", "--out-dir", old, "--max-iters", "20", *common]) == 0
+    path = old / "ckpt" / "meta.json"
+    meta = json.loads(path.read_text())
+    del meta["device_rng"]
+    path.write_text(json.dumps(meta))
+    runs = []
+    for name in ("r1", "r2"):
+        shutil.copytree(old, tmp_path / name)
+        manual_seed(len(name) * 7 + len(runs))   # whatever the generator held before is not used
+        capsys.readouterr()
+        assert run(["train", "--out-dir", tmp_path / name, "--max-iters", "30", "--resume", *common]) == 0
+        runs.append((losses(tmp_path / name), capsys.readouterr().out))
+    assert runs[0][0] == runs[1][0]
+    noted = "predates dropout masks drawn on the device" in runs[0][1]
+    assert noted == (dropout != "0")
+    if dropout == "0":
+        straight = tmp_path / "straight"
+        assert run(["train", "--out-dir", straight, "--max-iters", "30", *common]) == 0
+        assert losses(straight) == runs[0][0]
+
+
+def test_a_malformed_device_rng_state_is_refused_naming_it(tmp_path, corpus, capsys):
+    import json
+    out = tmp_path / "run"
+    common = ["--data", corpus, "--dropout", "0.1", *TINY]
+    assert run(["train", "--out-dir", out, "--max-iters", "10", *common]) == 0
+    path = out / "ckpt" / "meta.json"
+    meta = json.loads(path.read_text())
+    meta["device_rng"] = {"seed": "1337", "counter": -4}
+    path.write_text(json.dumps(meta))
+    before = snapshot(out)
+    capsys.readouterr()
+    assert run(["train", "--out-dir", out, "--max-iters", "20", "--resume", *common]) == 2
+    err = capsys.readouterr().err
+    assert "'device_rng' must be" in err and "meta.json" in err and err.count("error") == 1
+    assert snapshot(out) == before
+
+
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, corpus):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "tinygrad_lm", "train", "--data", corpus, "--out-dir", str(out),

@@ -8,6 +8,7 @@ never needs it.
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -152,15 +153,19 @@ def tf32_enabled() -> bool:
 
 # ---------------------------------------------------------------- the device random generator
 class DeviceGenerator:
-    """Uniform random numbers drawn where they are used (on the GPU for a cupy array), from a
-    seed and a counter, so no mask is copied from the host and the state is two integers
-    that a checkpoint can keep.
+    """Random numbers drawn where they are used (on the GPU for a cupy array), from a seed and
+    a counter, so no mask is copied from the host and the state is two integers that a
+    checkpoint can keep. `manual_seed` seeds the module's `device_rng`, which draws every
+    dropout mask on every device.
 
-    Number i of a draw is splitmix64(seed_key + (counter + i) * golden) (Steele, Lea and Flood's
-    SplitMix64 finaliser over a Weyl sequence), its top 24 bits (float32) or 53 bits (float64)
-    scaled to [0, 1); the counter then advances by the number of values drawn. It is integer
-    arithmetic only, so numpy and cupy give the same bits: a seed gives the same numbers on
-    every device, and restoring (seed, counter) continues the stream exactly."""
+    Draw i of the stream is the 64-bit word z_i = splitmix64(key + (counter + i) * golden)
+    (Steele, Lea and Flood's SplitMix64 finaliser over a Weyl sequence; key = the finaliser of
+    the seed, so nearby seeds give unrelated streams); the counter then advances by the number
+    of words drawn. `random` scales a word's top 24 bits (float32) or 53 bits (float64) to
+    [0, 1); `dropout_mask` uses each word's two 32-bit halves (low half first) as two
+    uniform integers. It is integer arithmetic only, so numpy and cupy give the same bits: a
+    seed gives the same numbers on every device, and restoring (seed, counter) continues the
+    stream exactly."""
 
     _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
     _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -186,6 +191,29 @@ class DeviceGenerator:
         z ^= z >> np.uint64(31)
         return z
 
+    def _reserve(self, n: int) -> int:
+        """Take the next n words of the stream: returns their offset and advances the counter.
+        (counter + i) * golden + key = i * golden + offset, offset = counter * golden + key
+        (mod 2^64): one host integer, so word i needs only i on the device."""
+        key = int(self._mix(np.array([self.seed], dtype=np.uint64), np)[0])
+        offset = (self.counter * int(self._GOLDEN) + key) % (1 << 64)
+        self.counter += n
+        return offset
+
+    def _words(self, n: int, xp):
+        """The next n words of the stream (uint64, on xp's current device); advances the counter.
+        The device does arange, one multiply, one add, the mix."""
+        offset = np.uint64(self._reserve(n))
+        z = xp.arange(n, dtype=np.uint64)
+        xp.multiply(z, self._GOLDEN, out=z)
+        z += offset
+        return self._mix(z, xp)
+
+    @staticmethod
+    def threshold(p: float) -> int:
+        """ceil(p 2^32), at most 2^32 - 1: a 32-bit draw u keeps its entry when u >= this."""
+        return min(math.ceil(p * 2.0 ** 32), 2 ** 32 - 1)
+
     def random(self, shape, dtype=np.float32, device: str = "cpu"):
         """An array of `shape` uniform on [0, 1) in `dtype` (float32 or float64) on `device`."""
         dtype = np.dtype(dtype)
@@ -193,18 +221,33 @@ class DeviceGenerator:
             raise TypeError(f"DeviceGenerator.random: dtype must be float32 or float64, got {dtype}")
         xp = xp_for(device)
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        n = int(np.prod(shape))
-        key = self._mix(np.array([self.seed], dtype=np.uint64), np)[0]          # decorrelates nearby seeds
         with use_device(device):
-            z = xp.arange(n, dtype=np.uint64)
-            z += np.uint64(self.counter % (1 << 64))
-            xp.multiply(z, self._GOLDEN, out=z)
-            z += key
-            self._mix(z, xp)
+            z = self._words(int(np.prod(shape)), xp)
             bits = 24 if dtype == np.float32 else 53
             out = (z >> np.uint64(64 - bits)).astype(dtype) * dtype.type(2.0 ** -bits)
-        self.counter += n
         return out.reshape(shape)
+
+    def dropout_mask(self, shape, p: float, dtype=np.float32, device: str = "cpu"):
+        """Inverted dropout's multiplier: an array of `shape` in `dtype` on `device` holding
+        1 / (1 - p) where an entry is kept and 0 where it is dropped, 0 <= p < 1.
+
+        Entry j is kept when u_j >= ceil(p 2^32), u_j the j-th 32-bit half of the words
+        (u_2i, u_2i+1 = the low and high halves of word i; little-endian, as every machine
+        cupy runs on), so P(keep) = 1 - p to within 2^-32, the same entries are kept for
+        every dtype, and n entries cost n/2 words: half the integer work of `random`. The
+        counter advances by ceil(n / 2). On a GPU with kernels enabled one kernel does it all
+        (kernels/dropout.cu, the same bits); the array code below is its twin."""
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"DeviceGenerator.dropout_mask: p must be in [0, 1), got {p}")
+        dtype = np.dtype(dtype)
+        xp = xp_for(device)
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        n = int(np.prod(shape))
+        with use_device(device):
+            halves = self._words((n + 1) // 2, xp).view(np.uint32)[:n]
+            keep = halves >= np.uint32(self.threshold(p))
+            # keep (0 or 1) x scale in one pass (np.where with two scalars is several times slower on numpy)
+            return xp.multiply(keep, dtype.type(1.0 / (1.0 - p)), dtype=dtype).reshape(shape)
 
 
 device_rng = DeviceGenerator(0)
@@ -559,6 +602,11 @@ def kernel(name: str):
                 return method(obj, *args, **kw)
         return functools.wraps(method)(wrapper)
     return deco
+
+
+# the device generator's masks take the dropout kernel where one applies (`kernel` is defined
+# after the class, so the method is wrapped here)
+DeviceGenerator.dropout_mask = kernel("dropout_mask")(DeviceGenerator.dropout_mask)
 
 
 def nccl():

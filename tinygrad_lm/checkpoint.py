@@ -517,6 +517,29 @@ def save_training_checkpoint(out_dir, model, optimizer, meta: dict) -> str:
     return save_checkpoint(out_dir, model_arrays(model), optim_arrays, meta)
 
 
+def restore_device_rng(meta: dict, out_dir, seed: int, step: int) -> str | None:
+    """Set `backend.device_rng` (the dropout masks' generator) to the training checkpoint's
+    "device_rng" state, {"seed": int, "counter": int}, so a resumed run draws the masks the
+    uninterrupted run would have. A checkpoint written before masks were drawn on the device
+    has none: the generator is then seeded from (seed, step), the same for every resume of that
+    checkpoint, and the returned note says that with dropout > 0 the masks (and so the run)
+    differ from what the uninterrupted old run drew. Raises CheckpointError for a malformed
+    state."""
+    st = meta.get("device_rng")
+    if st is None:
+        backend.device_rng.manual_seed(int(np.random.SeedSequence([int(seed), int(step)]).generate_state(1, np.uint64)[0]))
+        return ("--resume: this checkpoint predates dropout masks drawn on the device (meta.json has no "
+                "'device_rng'): the masks from here on are seeded by (seed, step), so the resumed run is not the one "
+                "the interrupted run would have continued (exact only with dropout 0)")
+    if not (isinstance(st, dict) and set(st) == {"seed", "counter"}
+            and all(type(st[k]) is int and 0 <= st[k] < 1 << 64 for k in st)):
+        where = os.path.join(os.fspath(out_dir), CKPT, "meta.json")
+        raise CheckpointError(f"checkpoint file {where}: 'device_rng' must be {{\"seed\": int, \"counter\": int}}, "
+                              f"both in [0, 2^64), got {st!r}")
+    backend.device_rng.set_state(st)
+    return None
+
+
 def load_training_checkpoint(out_dir):
     """-> (model on the CPU, tokenizer, meta, optimizer state dict) to continue a training run."""
     d, model, tok, meta, optim = _restore(out_dir, with_optimizer=True)

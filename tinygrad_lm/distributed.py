@@ -343,8 +343,9 @@ class DataParallel:
     this rank's rows B/N as K micro-batches of B/(N K) rows, each back-propagated with the
     seed n_k / n (its counted targets over the global batch's), so the accumulated gradient
     is this rank's share of dL/dtheta; then one all-reduce, clip, `check(loss, grad_norm)`
-    (train.train_step's hook: it may raise to keep the weights as they were), optimizer
-    step, zero_grad. Returns the global batch's mean loss (float). `stop` is the name of the
+    (train.train_step's hook: it may raise to keep the weights as they were, or return a
+    found_inf flag for the optimizer step, as runs.StepMonitor does), optimizer step,
+    zero_grad. Returns the global batch's mean loss (float). `stop` is the name of the
     signal this rank saw ("SIGINT", "SIGTERM") or None; after the step, `self.stop` is the
     agreed one (the same on every rank; None when no rank saw one). The loss and the norm the
     check sees are those of the whole batch, bit for bit the same on every rank, so every
@@ -411,9 +412,11 @@ class DataParallel:
         else:
             lossf = self._allreduce(loss_sum, stop)
         grad_norm = clip_grad_norm_(self.params, self.grad_clip) if self.grad_clip > 0 else None
-        if check is not None:
-            check(lossf, grad_norm)
-        self.optimizer.step()
+        found_inf = check(lossf, grad_norm) if check is not None else None  # runs.StepMonitor returns a flag
+        if found_inf is None:
+            self.optimizer.step()
+        else:
+            self.optimizer.step(found_inf=found_inf)
         self.optimizer.zero_grad(set_to_none=True)
         return lossf
 

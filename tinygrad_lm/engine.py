@@ -12,7 +12,8 @@ Reverse-mode automatic differentiation, read top to bottom:
    receives their sum. Leaves accumulate into `.grad`.
 4. **broadcasting in backward** (`unbroadcast`, `broadcast_shapes`), which every op that
    broadcasts needs;
-5. **the random generator** behind rand/randn/dropout/init (`manual_seed`, `get_rng`).
+5. **the random generators**: the host one behind rand/randn/init (`get_rng`), and
+   `backend.device_rng`, which draws dropout masks on their device; `manual_seed` seeds both.
 
 The chain rule itself lives in `tinygrad_lm/ops/`: one `Function` per op, its forward and
 backward side by side. `tinygrad_lm/tensor.py` holds the `Tensor` class on top of both.
@@ -40,7 +41,7 @@ from . import backend
 _grad_enabled = True    # False inside no_grad(): Function.apply records nothing
 observer = None         # set by tinygrad_lm.debug (trace, detect_anomaly): sees every forward and backward
 scope: list = []        # dotted module names pushed by nn.Module.__call__ (observers record the innermost)
-_rng = np.random.default_rng()  # behind rand/randn/dropout/init: see manual_seed
+_rng = np.random.default_rng()  # behind rand/randn/init (dropout: backend.device_rng): see manual_seed
 
 
 # ================================================================ grad mode
@@ -310,11 +311,12 @@ def broadcast_shapes(op, *shapes):
 
 # ================================================================ random numbers
 def manual_seed(seed: int) -> None:
-    """Seed the generator behind rand/randn/dropout/init. Random numbers are drawn on the
-    CPU and moved to the device, so a seed gives the same tensors on every backend."""
+    """Seed both generators: the host one behind rand/randn/init (its numbers are drawn on the
+    CPU and moved to the device) and `backend.device_rng`, which draws dropout masks where
+    they are used. Either way a seed gives the same tensors and masks on every backend."""
     global _rng
     _rng = np.random.default_rng(seed)
-    backend.device_rng.manual_seed(seed)   # the generator that draws on the device (dropout on a GPU, later)
+    backend.device_rng.manual_seed(seed)
 
 
 def get_rng() -> np.random.Generator:

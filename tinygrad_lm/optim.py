@@ -75,8 +75,36 @@ class Optimizer:
                     st[n] = backend.to_device(st[n], dev)
         return st
 
-    def step(self) -> None:
+    def step(self, found_inf=None) -> None:
         raise NotImplementedError
+
+    # ------------------------------------------------------------ skipping a step without reading the GPU
+    @staticmethod
+    def _skip_flag(found_inf):
+        """-> (skip now, device flag). `found_inf` (PyTorch's name, from its fused optimizers and
+        GradScaler): None, or a 0-d flag, True or nonzero = skip this update. A host value
+        (Python or numpy) is read here: (its truth, None). A GPU array is not read: (False,
+        the flag as a 0-d bool on its device), for the step to apply on the device."""
+        if found_inf is None:
+            return False, None
+        if type(found_inf) is np.ndarray or not hasattr(found_inf, "__cuda_array_interface__"):
+            return bool(found_inf), None
+        return False, found_inf.astype(np.bool_).reshape(())
+
+    @staticmethod
+    def _update_unless(flag, arrays, update) -> None:
+        """Run `update(*copies)` on copies of `arrays` and write each copy back where `flag` is
+        False: the same arithmetic as updating them in place, and no change at all when the
+        device flag says skip. Without a flag, `update(*arrays)` in place."""
+        if flag is None:
+            update(*arrays)
+            return
+        xp = backend.array_module(arrays[0])
+        copies = [a.copy() for a in arrays]
+        update(*copies)
+        keep = xp.logical_not(flag)
+        for a, c in zip(arrays, copies):
+            xp.copyto(a, c, where=keep)
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -143,7 +171,14 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov))
 
-    def step(self) -> None:
+    def step(self, found_inf=None) -> None:
+        """One update of every parameter with a gradient. `found_inf` (see Optimizer._skip_flag):
+        a set host flag skips the step; a flag on a GPU keeps the weights and momentum buffers
+        as they were without being read, but a first step's buffer is still created (then from
+        a zero update) and the step counts advance: they live on the host."""
+        skip, flag = self._skip_flag(found_inf)
+        if skip:
+            return
         for g in self.param_groups:
             lr, mom, damp, wd, nest = g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"]
             for p in g["params"]:
@@ -155,15 +190,21 @@ class SGD(Optimizer):
                 if mom:
                     st = self.state.get(id(p))
                     if st is None:
-                        st = self.state[id(p)] = {"step": 0, "momentum_buffer": d.copy()}
+                        first = d.copy() if flag is None else p.xp.where(flag, p.xp.zeros_like(d), d)
+                        st = self.state[id(p)] = {"step": 0, "momentum_buffer": first}
                     else:
                         st = self._state_for(p, ("momentum_buffer",))
-                        buf = st["momentum_buffer"]
-                        buf *= mom
-                        buf += (1.0 - damp) * d
+
+                        def momentum(buf, d=d):
+                            buf *= mom
+                            buf += (1.0 - damp) * d
+                        self._update_unless(flag, [st["momentum_buffer"]], momentum)
                     st["step"] += 1
                     d = d + mom * st["momentum_buffer"] if nest else st["momentum_buffer"]
-                p.data -= lr * d
+
+                def descend(w, d=d):
+                    w -= lr * d
+                self._update_unless(flag, [p.data], descend)
 
 
 class AdamW(Optimizer):
@@ -185,7 +226,16 @@ class AdamW(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, decoupled=decoupled))
 
     @backend.kernel("adamw")
-    def step(self) -> None:
+    def step(self, found_inf=None) -> None:
+        """One update of every parameter with a gradient (on a GPU with kernels on: adamw.cu,
+        one launch for up to 64 tensors). `found_inf` (see Optimizer._skip_flag): a set host
+        flag skips the step, step counts included; a flag on a GPU is not read: the weights and
+        moments stay as they were where it is set (the kernel returns at once; the array code
+        computes the update on copies and discards it), but the step counts, which live on the
+        host, advance. The training loop never continues past a skipped step."""
+        skip, flag = self._skip_flag(found_inf)
+        if skip:
+            return
         for g in self.param_groups:
             lr, (b1, b2), eps, wd, decoupled = g["lr"], g["betas"], g["eps"], g["weight_decay"], g["decoupled"]
             for p in g["params"]:
@@ -195,25 +245,27 @@ class AdamW(Optimizer):
                 st = self._state_for(p, ("exp_avg", "exp_avg_sq"))
                 st["step"] += 1
                 t = st["step"]
-                m, v, w, grad = st["exp_avg"], st["exp_avg_sq"], p.data, p.grad.data
-                if wd and decoupled:
-                    w *= 1.0 - lr * wd
-                elif wd:
-                    grad = grad + wd * w
-                tmp = xp.multiply(grad, 1.0 - b1)
-                m *= b1
-                m += tmp
-                xp.multiply(grad, grad, out=tmp)
-                tmp *= 1.0 - b2
-                v *= b2
-                v += tmp
-                # m / (sqrt(v) / sqrt(bc2) + eps) = sqrt(bc2) m / (sqrt(v) + eps sqrt(bc2)): one pass fewer
-                bc2_sqrt = math.sqrt(1.0 - b2 ** t)
-                xp.sqrt(v, out=tmp)
-                tmp += eps * bc2_sqrt
-                xp.divide(m, tmp, out=tmp)
-                tmp *= -lr * bc2_sqrt / (1.0 - b1 ** t)
-                w += tmp
+
+                def update(w, m, v, grad=p.grad.data, t=t, xp=xp):
+                    if wd and decoupled:
+                        w *= 1.0 - lr * wd
+                    elif wd:
+                        grad = grad + wd * w
+                    tmp = xp.multiply(grad, 1.0 - b1)
+                    m *= b1
+                    m += tmp
+                    xp.multiply(grad, grad, out=tmp)
+                    tmp *= 1.0 - b2
+                    v *= b2
+                    v += tmp
+                    # m / (sqrt(v) / sqrt(bc2) + eps) = sqrt(bc2) m / (sqrt(v) + eps sqrt(bc2)): one pass fewer
+                    bc2_sqrt = math.sqrt(1.0 - b2 ** t)
+                    xp.sqrt(v, out=tmp)
+                    tmp += eps * bc2_sqrt
+                    xp.divide(m, tmp, out=tmp)
+                    tmp *= -lr * bc2_sqrt / (1.0 - b1 ** t)
+                    w += tmp
+                self._update_unless(flag, [p.data, st["exp_avg"], st["exp_avg_sq"]], update)
 
 
 class Adam(AdamW):
@@ -241,25 +293,47 @@ def get_lr(it: int, warmup_iters: int, lr_decay_iters: int, lr: float, min_lr: f
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
 
 
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> float:
-    """Scale all gradients together so their joint `norm_type` norm is at most `max_norm`
-    (coefficient max_norm / (norm + 1e-6), as PyTorch). Returns the norm before clipping."""
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> Tensor:
+    """Scale all gradients together so their joint `norm_type` norm is at most `max_norm`:
+    g <- g * min(1, max_norm / (norm + 1e-6)) (PyTorch's coefficient). Returns the norm before
+    clipping as a 0-d float64 tensor on the gradients' device, as PyTorch returns a tensor.
+
+    On a GPU nothing is read back: the norm and the coefficient stay on the device and every
+    gradient is multiplied by the coefficient (by exactly 1 when the norm is within the
+    limit, which changes no bit). On the CPU, where reading a value costs nothing, gradients
+    within the limit are not touched. Both paths compute the norm's square root and the
+    coefficient in float64 and multiply in the gradients' dtype, so they agree bit for bit
+    given the same sum of squares."""
     # a list first: model.parameters() is a generator, and it is walked twice (norm, then scale)
     parameters = [parameters] if isinstance(parameters, Tensor) else list(parameters)
     grads = [p.grad.data for p in parameters if p.grad is not None]
     if not grads:
-        return 0.0
+        return Tensor(np.zeros((), dtype=np.float64))
+    xp = backend.array_module(grads[0])
     norm_type = float(norm_type)
-    if math.isinf(norm_type):
-        total = max(float(abs(g).max()) for g in grads)
-    elif norm_type == 2.0:
-        # one sum on the device, one transfer: float() per parameter would sync a GPU each time
-        total = math.sqrt(float(sum(backend.array_module(g).vdot(g.ravel(), g.ravel()) for g in grads)))
-    else:
-        total = sum(float((abs(g) ** norm_type).sum()) for g in grads) ** (1.0 / norm_type)
-    coef = max_norm / (total + 1e-6)
-    if coef < 1.0:
-        for p in parameters:
-            if p.grad is not None:
-                p.grad.data *= coef
-    return total
+    if xp is np:
+        if math.isinf(norm_type):
+            total = max(float(abs(g).max()) for g in grads)
+        elif norm_type == 2.0:
+            total = math.sqrt(float(sum(np.vdot(g.ravel(), g.ravel()) for g in grads)))
+        else:
+            total = sum(float((abs(g) ** norm_type).sum()) for g in grads) ** (1.0 / norm_type)
+        coef = max_norm / (total + 1e-6)
+        if coef < 1.0:
+            for g in grads:
+                g *= coef
+        return Tensor(np.asarray(total, dtype=np.float64))
+    with backend.use_device(backend.device_of(grads[0])):
+        if math.isinf(norm_type):
+            total = xp.stack([xp.abs(g).max() for g in grads]).max().astype(np.float64)
+        elif norm_type == 2.0:
+            # one sum of per-parameter dot products on the device, as the CPU path sums them
+            total = xp.sqrt(sum(xp.vdot(g.ravel(), g.ravel()) for g in grads).astype(np.float64))
+        else:
+            total = sum((xp.abs(g) ** norm_type).sum().astype(np.float64) for g in grads) ** (1.0 / norm_type)
+        coef = xp.minimum(max_norm / (total + 1e-6), 1.0)
+        # what g *= <Python float> does on the CPU: the factor rounded to g's dtype, then multiplied
+        factors = {dt: coef.astype(dt) for dt in {g.dtype for g in grads}}
+        for g in grads:
+            g *= factors[g.dtype]
+    return Tensor._wrap(total)

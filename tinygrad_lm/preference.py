@@ -29,8 +29,11 @@ Choices (each in docs/preference.md):
 
 The run is a run like `train`'s (runs.py): one lock on --out-dir, a checkpoint at every
 evaluation, at the end and on Ctrl-C or SIGTERM, --resume continues it exactly, loss.csv and
-loss.png, a non-finite loss or gradient stops it before the update is applied. Every check
-is made before anything is written.
+loss.png, a non-finite loss or gradient never reaches the weights and stops the run at the
+next read. A step reads nothing back: its loss, margin and accuracy are computed on the
+device and read with the gradient norm every step on the CPU, every DEVICE_LOG_INTERVAL steps
+on a GPU, and before every evaluation, checkpoint and exit. Every check is made before
+anything is written.
 """
 from __future__ import annotations
 
@@ -43,13 +46,13 @@ import numpy as np
 
 from . import backend
 from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, data_record, load_init, load_training_checkpoint,
-                         model_arrays, model_dtype, read_meta, save_training_checkpoint)
+                         model_arrays, model_dtype, read_meta, restore_device_rng, save_training_checkpoint)
 from .data import DataError, load_preference_pairs, load_text, text_sha256
 from .engine import get_rng_state, manual_seed, no_grad, set_rng_state
 from .nn import functional as F
 from .resources import SIZE_KEYS, check_sizes, gpt_parameter_count, itemsize, training_bytes
-from .runs import (Divergence, LossLog, StepLoop, locked_out_dir, prepare_out_dir, progress_bar, refuse_if_in_use,
-                   say)
+from .runs import (Divergence, LossLog, StepLoop, locked_out_dir, prepare_out_dir, progress_bar, read_interval,
+                   refuse_if_in_use, say)
 from .tensor import Tensor
 from .train_config import DPOConfig, dpo_resume_config
 
@@ -98,13 +101,20 @@ def pair_logprobs(model, pairs, batch_size: int, device: str) -> tuple[np.ndarra
     return np.concatenate(chosen).astype(np.float64), np.concatenate(rejected).astype(np.float64)
 
 
+def pair_stats(pc, pr, rc, rr, beta: float, xp=np):
+    """(loss, margin, accuracy) of pairs from their four log-probabilities, arrays of module
+    `xp` (numpy or cupy: computed where they lie, nothing read), as 0-d arrays:
+    z = beta ((pc - rc) - (pr - rr)), loss = mean log(1 + e^-z), margin = mean z, accuracy =
+    the share of z > 0."""
+    z = beta * ((pc - rc) - (pr - rr))
+    return xp.logaddexp(0.0, -z).mean(), z.mean(), (z > 0).mean()
+
+
 def pair_metrics(pc, pr, rc, rr, beta: float) -> dict:
     """The DPO loss, mean reward margin and preference accuracy of pairs from their four
-    log-probabilities (numpy): z = beta ((pc - rc) - (pr - rr)), loss = mean log(1 + e^-z),
-    margin = mean z, accuracy = the share of z > 0."""
-    z = beta * ((pc - rc) - (pr - rr))
-    return {"loss": float(np.logaddexp(0.0, -z).mean()), "margin": float(z.mean()), "accuracy": float((z > 0).mean()),
-            "pairs": int(z.size)}
+    log-probabilities (numpy), as floats (pair_stats)."""
+    loss, margin, accuracy = pair_stats(pc, pr, rc, rr, beta)
+    return {"loss": float(loss), "margin": float(margin), "accuracy": float(accuracy), "pairs": int(np.size(pc))}
 
 
 def evaluate_pairs(model, pairs, ref_chosen, ref_rejected, beta: float, batch_size: int, device: str) -> dict:
@@ -119,9 +129,11 @@ def dpo_step(model, optimizer, x: Tensor, y: Tensor, ref_chosen: Tensor, ref_rej
     """One DPO step on a batch of B pairs: x, y (2B, T) hold the chosen sequences, then the
     rejected ones; ref_chosen, ref_rejected (B,) the reference's log-probabilities. loss =
     dpo_loss(...); backward (through the policy's two sequence log-probabilities only); clip
-    the gradient norm to `grad_clip` (0 = off); `check(loss, grad_norm, logps)` (logps: the
-    policy's (2B,) log-probabilities) may raise before the AdamW step; clear the gradients.
-    Returns (loss, logps)."""
+    the gradient norm to `grad_clip` (0 = off); `check(loss, grad_norm, logps)` (grad_norm a
+    0-d tensor or None, logps the policy's (2B,) log-probabilities, detached) runs before the
+    AdamW step: it may raise to keep the weights as they were, or return `found_inf` for the
+    optimizer's step (as train.train_step's check); clear the gradients. Returns (loss, logps),
+    nothing read from the device."""
     from .optim import clip_grad_norm_
     logps = sequence_logprobs(model, x, y)                                          # (2B,)
     b = ref_chosen.shape[0]
@@ -129,9 +141,11 @@ def dpo_step(model, optimizer, x: Tensor, y: Tensor, ref_chosen: Tensor, ref_rej
     loss.backward()
     grad_norm = clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
     logps = logps.detach()
-    if check is not None:
-        check(loss, grad_norm, logps)
-    optimizer.step()
+    found_inf = check(loss, grad_norm, logps) if check is not None else None
+    if found_inf is None:
+        optimizer.step()
+    else:
+        optimizer.step(found_inf=found_inf)
     optimizer.zero_grad(set_to_none=True)
     return loss, logps
 
@@ -285,6 +299,9 @@ def _dpo_locked(state: dict, log) -> dict:
         optimizer.load_state_dict(state["optim_state"])
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
+        # the dropout masks' generator: the policy runs without dropout, so the note on an older
+        # checkpoint without its state (masks seeded by (seed, step)) concerns no number of this run
+        restore_device_rng(meta, cfg.out_dir, cfg.seed, start_iter)
     val_ref = (ref["chosen"][val_set.index], ref["rejected"][val_set.index])
     dt = state["dtype"]
     config = {"vocab_size": tok.vocab_size, **{k: getattr(c, k) for k in MODEL_KEYS}}
@@ -297,7 +314,8 @@ def _dpo_locked(state: dict, log) -> dict:
 
     def save(step):
         m = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": dt, "history": history,
-             "batch_rng": rng.bit_generator.state, "model_rng": get_rng_state(), "dpo_config": asdict(cfg),
+             "batch_rng": rng.bit_generator.state, "model_rng": get_rng_state(),
+             "device_rng": backend.device_rng.get_state(), "dpo_config": asdict(cfg),
              "pairs": pairs_record, "init": state["init"], "reference_logps": {k: v.tolist() for k, v in ref.items()}}
         if state["data"] is not None:  # the pretraining text: `eval` of this checkpoint scores it there
             m["data"] = state["data"]
@@ -322,27 +340,36 @@ def _dpo_locked(state: dict, log) -> dict:
         idx = rng.integers(0, len(train_set), size=cfg.batch_size)
         x, y = train_set.rows(idx)
         k = train_set.index[idx]
-        rc, rr = (Tensor(ref[name][k].astype(dt), device=device) for name in ("chosen", "rejected"))
-        metrics = []
+        # the reference's log-probabilities in float64 on the device (the metrics'), cast there for the loss
+        ref64 = [backend.to_device(ref[name][k], device) for name in ("chosen", "rejected")]
+        rc, rr = (Tensor._wrap(r.astype(dt)) for r in ref64)
 
         def check(loss, grad_norm, logps):  # before the optimizer step: a non-finite update is never applied
-            # the step's one host read (with the gradient norm): the batch's log-probabilities, from
-            # which its loss, margin and accuracy follow in float64
-            lp = backend.to_numpy(logps.data).astype(np.float64)
-            metrics.append(pair_metrics(lp[:len(idx)], lp[len(idx):], ref["chosen"][k], ref["rejected"][k], cfg.beta))
-            guard.check(it, metrics[0]["loss"], grad_norm, lr)
+            # the batch's loss, margin and accuracy, in float64 from its log-probabilities, stay on the
+            # device with the gradient norm until the loop reads them (Divergence); the returned flag
+            # is the optimizer's found_inf
+            with backend.use_device(device):
+                lp = logps.data.astype(np.float64)
+                b = len(idx)
+                stats = pair_stats(lp[:b], lp[b:], *ref64, cfg.beta, backend.array_module(lp))
+            return guard.check(it, stats[0], grad_norm, lr, margin=stats[1], accuracy=stats[2])
         dpo_step(policy, optimizer, Tensor(x, device=device), Tensor(y, device=device), rc, rr, cfg.beta,
                  cfg.grad_clip, check)
-        r = metrics[0]
-        losses.add(step=it, lr=f"{lr:.6g}", loss=f"{r['loss']:.6f}", margin=f"{r['margin']:.6f}",
-                   accuracy=f"{r['accuracy']:.6f}")
-        return r["loss"], r
+
+    last = {}  # the last step read, for the progress bar
+
+    def read():  # the logged step's one host sync: every pending step's loss, margin and accuracy, checked
+        for r in guard.flush():
+            losses.add(step=r["step"], lr=f"{r['lr']:.6g}", loss=f"{r['loss']:.6f}", margin=f"{r['margin']:.6f}",
+                       accuracy=f"{r['accuracy']:.6f}")
+            last.update(r)
 
     t0 = time.perf_counter()
     bar = progress_bar(cfg.progress, cfg.max_iters, start_iter)
     loop = StepLoop(start_iter, cfg.max_iters, cfg.eval_interval, bar).run(
-        evaluate, step, save, cfg.out_dir, log,
-        postfix=lambda lp, res: f"loss {res[0]:.4f}, margin {res[1]['margin']:+.3f}, acc {res[1]['accuracy']:.2f}")
+        evaluate, step, save, cfg.out_dir, log, read=read, read_every=read_interval(device),
+        postfix=lambda lp, _: f"loss {last.get('loss', math.nan):.4f}, margin {last.get('margin', math.nan):+.3f}, "
+                              f"acc {last.get('accuracy', math.nan):.2f}")
     elapsed = time.perf_counter() - t0
     losses.plot([("DPO loss", [("loss", "batch", "line"), ("eval_loss", "held-out", "o-")]),
                  ("reward margin", [("margin", "batch", "line"), ("eval_margin", "held-out", "o-")]),

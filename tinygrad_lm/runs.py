@@ -8,8 +8,13 @@ fine-tuning) and `dpo` (preference optimization) both run on these pieces.
 * the step loop, `StepLoop`: evaluate every `eval_interval` steps and at the end, save after
   each evaluation, step, and stop cleanly on the first Ctrl-C or SIGTERM (`Interrupt`) with a
   checkpoint of the last finished step;
-* `Divergence`: a non-finite loss or gradient norm stops the run before the optimizer uses
-  it, naming the step, what went non-finite and the flags that plausibly caused it;
+* `Divergence` (a `StepMonitor`): each step's [loss, gradient norm] row and a sticky "not
+  finite" flag stay on the parameters' device, the flag handed to the optimizer as
+  `found_inf`, so a non-finite step never reaches the weights and an unlogged step reads
+  nothing back; `flush()` reads the rows (one transfer) and stops the run naming the first
+  non-finite step, what went non-finite and the flags that plausibly caused it. The loop
+  flushes every `read_every` steps (1 on the CPU, DEVICE_LOG_INTERVAL on a GPU) and before
+  every evaluation, checkpoint and exit;
 * `LossLog`: loss.csv (a row per step and per evaluation, written atomically at each save)
   and loss.png (with matplotlib);
 * the progress bar (tqdm, when installed and asked for).
@@ -30,9 +35,10 @@ import numpy as np
 from . import backend
 from .checkpoint import CheckpointError, checkpoint_dir, read_meta
 from .fileio import FolderLock, FolderLockedError, atomic_write, remove_stale_temporaries
+from .tensor import Tensor
 
-__all__ = ["Divergence", "Interrupt", "LossLog", "StepLoop", "TrainingDiverged", "all_finite", "locked_out_dir",
-           "prepare_out_dir", "progress_bar", "refuse_if_in_use", "say"]
+__all__ = ["DEVICE_LOG_INTERVAL", "Divergence", "Interrupt", "LossLog", "StepLoop", "StepMonitor", "TrainingDiverged",
+           "all_finite", "locked_out_dir", "prepare_out_dir", "progress_bar", "read_interval", "refuse_if_in_use", "say"]
 
 
 # ---------------------------------------------------------------- the output folder
@@ -132,15 +138,76 @@ def all_finite(model) -> bool:
     return all(bool(backend.array_module(p.data).isfinite(p.data).all()) for p in model.parameters())
 
 
-class Divergence:
-    """The run's guard against non-finite numbers. `causes(step, lr_now)` lists the flags that
+# On a GPU a run reads its steps' losses every this many steps (and before every evaluation,
+# checkpoint and exit); on the CPU, where a read costs nothing, every step.
+DEVICE_LOG_INTERVAL = 10
+
+
+def read_interval(device: str) -> int:
+    """How often a run on `device` reads its steps' rows: 1 on the CPU, DEVICE_LOG_INTERVAL elsewhere."""
+    return 1 if device == "cpu" else DEVICE_LOG_INTERVAL
+
+
+class StepMonitor:
+    """A step's divergence check and its logged numbers, with at most one host sync per read
+    and none in between.
+
+    As train_step's (or DataParallel.step's) `check(loss, grad_norm)`, for each step: the row
+    [loss, gradient norm] (just the loss without clipping), followed by any `extra` values
+    (dpo: the batch's reward margin and accuracy), stays on the parameters' device, and so does
+    the flag "the loss or gradient norm of some step so far was not finite", returned as
+    `found_inf`: the optimizer applies it on the device, so from the first non-finite step on
+    no update changes a weight or a moment. `read()` brings every row since the last read to
+    the host in one transfer. On the CPU the flag is a host value (numpy bool) and the
+    optimizer skips the step outright (step counts included)."""
+
+    def __init__(self):
+        self.rows = []
+        self.bad = None
+
+    def __call__(self, loss, grad_norm, *extra):
+        vals = [v.data if isinstance(v, Tensor) else v for v in (loss, grad_norm, *extra) if v is not None]
+        n_checked = 1 if grad_norm is None else 2       # the loss and the norm decide; extras are logged
+        dev = next((v for v in vals if hasattr(v, "__cuda_array_interface__")), None)
+        if dev is None:  # the CPU (or data parallel's all-reduced float with a CPU norm): reading is free
+            row = np.array([float(v) for v in vals])
+            self.rows.append(row)
+            self.bad = bool(self.bad) or not np.isfinite(row[:n_checked]).all()
+            return np.bool_(self.bad)
+        xp = backend.array_module(dev)
+        with backend.use_device(backend.device_of(dev)):
+            # DataParallel hands the all-reduced loss as a float: 8 bytes up, on a path that reads every step
+            row = xp.stack([xp.asarray(v, dtype=np.float64) for v in vals])
+            bad = xp.logical_not(xp.isfinite(row[:n_checked]).all())
+            self.bad = bad if self.bad is None else xp.logical_or(self.bad, bad)
+        self.rows.append(row)
+        return self.bad
+
+    def read(self) -> np.ndarray:
+        """(steps since the last read, columns) [loss, gradient norm, extras...] (no norm column
+        without clipping), as float64 on the host: one device-to-host transfer for all of them."""
+        rows, self.rows = self.rows, []
+        if not rows:
+            return np.zeros((0, 2))
+        xp = backend.array_module(rows[0])
+        return backend.to_numpy(xp.stack(rows)) if xp is not np else np.stack(rows)
+
+
+class Divergence(StepMonitor):
+    """The run's guard against non-finite numbers: a StepMonitor that knows each row's step.
+    `check(step, loss, grad_norm, lr_now, **extra)` is the step's `check` (before the optimizer
+    step; returns `found_inf`); `flush()` reads the rows since the last flush and raises
+    TrainingDiverged naming the first non-finite one; `fail(step, what, lr_now)` raises it for
+    what the run found itself (an evaluation). `causes(step, lr_now)` lists the flags that
     plausibly made it diverge; `saved(step)` records the last checkpoint (named in the
-    message). `check(step, loss, grad_norm, lr_now)` runs before the optimizer step and
-    returns the loss as a float (reading a loss tensor is the step's one host sync; a float
-    the caller already read is taken as it is)."""
+    message). A diverged step never reaches the weights (found_inf) nor a checkpoint (the loop
+    flushes before every save); on a GPU the error comes at the next flush, the steps in
+    between skipped."""
 
     def __init__(self, model, out_dir, causes, last_saved=None, what="training"):
+        super().__init__()
         self.model, self.out_dir, self.causes, self.last_saved, self.what = model, out_dir, causes, last_saved, what
+        self.pending = []   # (step, lr_now, grad_norm given, extra names) of each row not yet read
 
     def saved(self, step) -> None:
         self.last_saved = step
@@ -152,41 +219,66 @@ class Divergence:
         raise TrainingDiverged(f"{self.what} diverged at step {step}: {what}{weights}; {kept}. Plausible causes: "
                                + "; ".join(self.causes(step, lr_now)))
 
-    def check(self, step, loss, grad_norm, lr_now) -> float:
-        lossf = loss if isinstance(loss, float) else float(loss.data)
-        if not math.isfinite(lossf):
-            self.fail(step, f"the loss is {lossf}", lr_now)
-        if grad_norm is not None and not math.isfinite(grad_norm):
-            self.fail(step, f"the gradient norm is {grad_norm} (the loss was {lossf:.4g})", lr_now)
-        return lossf
+    def check(self, step, loss, grad_norm, lr_now, **extra):
+        """Record step `step`'s row (nothing is read on a GPU); returns the sticky found_inf flag."""
+        self.pending.append((step, lr_now, grad_norm is not None, tuple(extra)))
+        return self(loss, grad_norm, *extra.values())
+
+    def flush(self) -> list[dict]:
+        """Every step checked since the last flush, in order, as {"step", "lr", "loss",
+        "grad_norm" (None without clipping), extras...} with float values: one read. Raises
+        TrainingDiverged at the first step whose loss or gradient norm is not finite."""
+        pending, self.pending = self.pending, []
+        out = []
+        for (step, lr_now, has_norm, names), row in zip(pending, self.read()):
+            lossf = float(row[0])
+            norm = float(row[1]) if has_norm else None
+            if not math.isfinite(lossf):
+                self.fail(step, f"the loss is {lossf}", lr_now)
+            if norm is not None and not math.isfinite(norm):
+                self.fail(step, f"the gradient norm is {norm} (the loss was {lossf:.4g})", lr_now)
+            rest = [float(v) for v in row[1 + has_norm:]]
+            out.append({"step": step, "lr": lr_now, "loss": lossf, "grad_norm": norm, **dict(zip(names, rest))})
+        return out
 
 
 # ---------------------------------------------------------------- the loop
 class StepLoop:
     """The loop of a run, from step `start` to `max_iters`:
 
-        every eval_interval steps and at max_iters:  evaluate(it); save(it) (not at the step resumed from)
-        then, unless at max_iters or interrupted:    step(it)
+        every eval_interval steps and at max_iters:  read(); evaluate(it); save(it) (not at the step resumed from)
+        then, unless at max_iters or interrupted:    step(it); read() every read_every steps
 
-    The first Ctrl-C or SIGTERM stops it between steps and saves the last finished step.
-    After `run`: `it` (the step reached), `interrupted` (the signal's name or None),
-    `steps_done` and `step_seconds` (the time inside `step` only)."""
+    The first Ctrl-C or SIGTERM stops it between steps (after a read) and saves the last
+    finished step. `read` (a run's Divergence.flush with its logging) brings the steps' losses
+    to the host and raises on a non-finite one: so nothing non-finite is ever evaluated or
+    saved, and between reads a step need not wait for the device. After `run`: `it` (the step
+    reached), `interrupted` (the signal's name or None), `steps_done` and `step_seconds` (the
+    time inside `step` and the reads)."""
 
     def __init__(self, start: int, max_iters: int, eval_interval: int, bar=None):
         self.start, self.max_iters, self.eval_interval, self.bar = start, max_iters, eval_interval, bar
         self.it, self.interrupted, self.steps_done, self.step_seconds = start, None, 0, 0.0
 
-    def run(self, evaluate, step, save, out_dir, log=print, postfix=None, stopped=None):
+    def _read(self, read):
+        if read is not None:
+            ts = time.perf_counter()
+            read()
+            self.step_seconds += time.perf_counter() - ts  # the wait for the steps' device work
+
+    def run(self, evaluate, step, save, out_dir, log=print, postfix=None, stopped=None, read=None, read_every=1):
         """`postfix(loop, what step returned)` -> the progress bar's text after each step.
         `stopped()`, when given, replaces this process's own signal flag (`loop.signal.hit`,
         readable inside `step`) as the test of whether to stop: data parallel ranks stop on
-        the flag they agreed on in the last step's all-reduce."""
+        the flag they agreed on in the last step's all-reduce. `read()` runs after every
+        `read_every` steps and before every evaluation and exit (see the class)."""
         # a diverging step overflows: Divergence names it, numpy's warnings would only add noise
         with Interrupt() as stop, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             self.signal = stop
             while True:
                 it = self.it
                 if it % self.eval_interval == 0 or it == self.max_iters:
+                    self._read(read)  # the steps before: checked before anything is evaluated or saved
                     evaluate(it)
                     if it > self.start or it == self.max_iters:
                         save(it)
@@ -194,6 +286,7 @@ class StepLoop:
                     break
                 hit = stop.hit if stopped is None else stopped()
                 if hit:
+                    self._read(read)
                     self.interrupted = hit
                     break
                 ts = time.perf_counter()
@@ -201,6 +294,8 @@ class StepLoop:
                 self.step_seconds += time.perf_counter() - ts
                 self.steps_done += 1
                 self.it += 1
+                if self.it % read_every == 0:
+                    self._read(read)
                 if self.bar is not None:
                     self.bar.update(1)
                     if postfix is not None:

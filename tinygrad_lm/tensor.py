@@ -70,7 +70,9 @@ class Tensor:
     `torch.tensor` does.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_hooks", "_retains_grad", "name", "__weakref__")
+    # _span: (the data array, min, max) of an integer tensor whose values' range is known without
+    # reading them (made from host values, or by arange): see _index_span. Unset on most tensors.
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_hooks", "_retains_grad", "name", "_span", "__weakref__")
     __array_priority__ = 1000  # numpy scalars on the left defer to our operators
 
     def __init_subclass__(cls, **kw):
@@ -83,6 +85,8 @@ class Tensor:
             backend.device_of(data.data if isinstance(data, Tensor) else data)
             if isinstance(data, Tensor) or hasattr(data, "__cuda_array_interface__") else "cpu")
         self.data = _to_array(data, dtype, device)
+        if device != "cpu" and self.data.dtype.kind in "iu":
+            _note_span(self, data)
         self.grad = None
         self._ctx = None
         self._hooks = None
@@ -198,7 +202,10 @@ class Tensor:
         if device is not None:
             device = backend.canonical_device(device)
             if device != out.device:
+                src = out
                 out = movement.ToDevice.apply(out, device=device)
+                if device != "cpu" and out.dtype.kind in "iu":
+                    _note_span(out, src.data)
         return out
 
     def cpu(self):
@@ -567,7 +574,7 @@ class Tensor:
             raise TypeError(f"index_select: index must be a 1-D integer tensor, got shape {index.shape} dtype {index.dtype}")
         d = _dim(dim, self.ndim, "index_select")
         n = self.shape[d]
-        lo, hi = backend.index_span(index.data) if index.numel() else (0, -1)  # one read from a GPU
+        lo, hi = _index_span(index)  # at most one read from a GPU
         if lo < -n or hi >= n:
             raise IndexError(f"index_select: index out of range for dim {d} of size {n}: indices span "
                              f"[{lo}, {hi}] (input shape {self.shape})")
@@ -656,6 +663,31 @@ def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
+def _note_span(t, src) -> None:
+    """Record the range of an integer tensor's values when they came from the host: `src`, the
+    host data it was made from (a numpy array, list or scalar; anything on a GPU is skipped),
+    is still at hand, so its min and max cost one pass on the CPU where a bounds check would
+    otherwise read the GPU (cupy wraps out-of-range indices silently, so every op that indexes
+    checks first). The range is trusted while `t.data` is the array it was recorded for
+    (tensors are immutable; writing into `.data` behind the API's back voids it)."""
+    src = src.data if isinstance(src, Tensor) else src
+    if hasattr(src, "__cuda_array_interface__"):
+        return
+    host = src if type(src) is np.ndarray else np.asarray(src)
+    if host.dtype == t.data.dtype and host.size:   # no cast in between: the values are the host's
+        t._span = (t.data, int(host.min()), int(host.max()))
+
+
+def _index_span(t) -> tuple:
+    """(min, max) of integer tensor t's values as Python ints ((0, -1) when empty): the recorded
+    range when there is one (see _note_span, arange), else one reduction pair and, on a GPU,
+    one read (backend.index_span)."""
+    span = getattr(t, "_span", None)   # an unset slot: None
+    if span is not None and span[0] is t.data:
+        return span[1], span[2]
+    return backend.index_span(t.data) if t.data.size else (0, -1)
+
+
 def _make(fn, shape, dtype, device, requires_grad):
     device = backend.canonical_device(device)
     dtype = np.dtype(dtype) if dtype is not None else DEFAULT_DTYPE
@@ -711,9 +743,14 @@ def randint(low, high, size, dtype=np.int64, device=None):
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
     if end is None:
         start, end = 0, start
+    ints = all(isinstance(v, int) for v in (start, end, step))
     if dtype is None:
-        dtype = np.int64 if all(isinstance(v, int) for v in (start, end, step)) else DEFAULT_DTYPE
-    return _make(lambda xp, s, d: xp.arange(start, end, step, dtype=d), (), dtype, device, requires_grad)
+        dtype = np.int64 if ints else DEFAULT_DTYPE
+    t = _make(lambda xp, s, d: xp.arange(start, end, step, dtype=d), (), dtype, device, requires_grad)
+    if ints and t.dtype.kind in "iu" and t.data.size:   # the range is known: bounds checks need not read it
+        last = start + (t.data.size - 1) * step
+        t._span = (t.data, min(start, last), max(start, last))
+    return t
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
@@ -805,7 +842,7 @@ def _take_along(input, indices, dim, op):
     rest = lambda s: s[:d] + s[d + 1:]  # noqa: E731
     engine.broadcast_shapes(op, rest(input.shape), rest(indices.shape))
     n = input.shape[d]
-    lo, hi = backend.index_span(indices.data) if indices.numel() else (0, -1)  # one read from a GPU
+    lo, hi = _index_span(indices)  # at most one read from a GPU
     if lo < -n or hi >= n:
         raise IndexError(f"{op}: index out of range for dim {d} of size {n}: indices span "
                          f"[{lo}, {hi}] (input shape {input.shape})")
@@ -818,7 +855,7 @@ def one_hot(indices, num_classes: int = -1) -> Tensor:
     xp = backend.array_module(idx)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expected an integer tensor, got dtype {idx.dtype}")
-    lo, hi = backend.index_span(idx) if idx.size else (0, -1)  # one read from a GPU
+    lo, hi = _index_span(indices if isinstance(indices, Tensor) else Tensor._wrap(idx))  # at most one read from a GPU
     if num_classes < 0:
         num_classes = hi + 1
     if lo < 0 or hi >= num_classes:
@@ -847,7 +884,7 @@ def embedding(weight: Tensor, indices) -> Tensor:
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {idx.dtype}")
     n = weight.shape[0]
-    lo, hi = backend.index_span(idx.data) if idx.numel() else (0, -1)  # one read from a GPU, which would wrap
+    lo, hi = _index_span(idx)  # at most one read from a GPU, which would wrap
     if lo < 0 or hi >= n:
         raise IndexError(f"embedding: index out of range: indices span [{lo}, {hi}] "
                          f"but the table has {n} rows (weight shape {weight.shape})")

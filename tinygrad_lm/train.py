@@ -20,9 +20,15 @@ What a run guarantees (docs/reliability.md has every case, tried):
   and a second run into the same folder fails at once naming the holder's pid;
 * --resume is the same run: the checkpoint's whole configuration (train_config.resume_config)
   and the same text (checked by SHA-256);
-* a non-finite loss or gradient norm stops the run before the optimizer uses it
-  (TrainingDiverged): the last good checkpoint stays, and the message names the step, what
-  went non-finite and the flags that plausibly caused it;
+* a non-finite loss or gradient norm never reaches the weights (the optimizer skips that
+  step and every later one, on the device: runs.Divergence's found_inf) and stops the run at
+  the next read of the losses, before anything is evaluated or saved (TrainingDiverged): the
+  last good checkpoint stays, and the message names the step, what went non-finite and the
+  flags that plausibly caused it;
+* no host sync in a step the loop does not log: the losses are read every step on the CPU,
+  every DEVICE_LOG_INTERVAL steps on a GPU, and before every evaluation, checkpoint and exit;
+* the dropout masks' generator (backend.device_rng) is saved with every checkpoint and
+  restored on --resume, so a resumed run draws the masks the uninterrupted one would have;
 * Ctrl-C and SIGTERM (what batch schedulers send before they kill) both save a checkpoint of
   the last finished step.
 
@@ -45,38 +51,44 @@ import numpy as np
 
 from . import backend, distributed
 from .checkpoint import (MODEL_KEYS, CheckpointError, build_model, data_record, load_init, load_training_checkpoint,
-                         model_config, model_dtype, read_meta, run_text, save_training_checkpoint)
+                         model_config, model_dtype, read_meta, restore_device_rng, run_text, save_training_checkpoint)
 from .data import (build_tokenizer, check_encodable, encode_splits, examples_text, get_batch, is_jsonl, load_corpus,
                    load_prompt_completion, sample_batch, text_sha256)
 from .engine import get_rng_state, manual_seed, set_rng_state
 from .evaluate import estimate_loss, perplexity
 from .resources import check_training_fits
-from .runs import (Divergence, LossLog, StepLoop, TrainingDiverged, locked_out_dir, progress_bar, refuse_if_in_use,
-                   say)
+from .runs import (DEVICE_LOG_INTERVAL, Divergence, LossLog, StepLoop, StepMonitor, TrainingDiverged, locked_out_dir,
+                   progress_bar, read_interval, refuse_if_in_use, say)
 from .runs import prepare_out_dir as _prepare_out_dir
 from .tensor import Tensor
 from .ranges import flag_name
 from .train_config import PRESETS, TrainConfig, config_from_args, resume_config
 
 # TrainConfig, PRESETS and config_from_args live in train_config.py (no engine imports, so the
-# CLI's parser can read them without importing this module) and are part of this one's API.
-__all__ = ["PRESETS", "TrainConfig", "TrainingDiverged", "config_from_args", "fit", "lr_at", "prepare_out_dir",
-           "train", "train_step"]
+# CLI's parser can read them without importing this module) and are part of this one's API;
+# StepMonitor (train_step's device-side check) and DEVICE_LOG_INTERVAL live in runs.py, shared with dpo.
+__all__ = ["DEVICE_LOG_INTERVAL", "PRESETS", "StepMonitor", "TrainConfig", "TrainingDiverged", "config_from_args", "fit",
+           "lr_at", "prepare_out_dir", "train", "train_step"]
 
 
 # ---------------------------------------------------------------- one step
 def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0, check=None) -> Tensor:
     """One optimisation step: loss = cross-entropy(model(x), y); backward; clip the global
-    gradient norm to `grad_clip` (0 = off); AdamW step; clear the gradients. Returns the loss.
-    `check(loss, grad_norm)` (grad_norm None when not clipping), when given, runs before the
-    optimizer step and may raise to keep the weights as they were (see TrainingDiverged)."""
+    gradient norm to `grad_clip` (0 = off); AdamW step; clear the gradients. Returns the loss
+    (a 0-d tensor: reading it is the caller's choice, and on a GPU a host sync).
+    `check(loss, grad_norm)` (grad_norm a 0-d tensor, None when not clipping), when given, runs
+    before the optimizer step. It may raise to keep the weights as they were (see
+    TrainingDiverged), or return `found_inf` for the optimizer's step (runs.StepMonitor and the
+    loop's Divergence do: the divergence check without reading the GPU)."""
     from .optim import clip_grad_norm_
     _, loss = model(x, y)
     loss.backward()
     grad_norm = clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
-    if check is not None:
-        check(loss, grad_norm)
-    optimizer.step()
+    found_inf = check(loss, grad_norm) if check is not None else None
+    if found_inf is None:
+        optimizer.step()
+    else:
+        optimizer.step(found_inf=found_inf)
     optimizer.zero_grad(set_to_none=True)
     return loss
 
@@ -84,7 +96,8 @@ def train_step(model, optimizer, x: Tensor, y: Tensor, grad_clip: float = 1.0, c
 def fit(model, data: np.ndarray, steps: int, batch_size: int = 16, lr: float = 3e-3, weight_decay: float = 0.1,
         betas=(0.9, 0.99), grad_clip: float = 1.0, seed: int = 0) -> list[float]:
     """Train `model` for `steps` steps on random (batch_size, block_size) windows of `data` at a
-    constant learning rate (the examples' short runs); returns the batch losses."""
+    constant learning rate (the examples' short runs); returns the batch losses (read from the
+    device once, at the end)."""
     device = _model_device(model)
     optimizer = model.configure_optimizers(weight_decay, lr, betas)
     rng = np.random.default_rng(seed)
@@ -93,9 +106,12 @@ def fit(model, data: np.ndarray, steps: int, batch_size: int = 16, lr: float = 3
     for _ in range(steps):
         x, y = get_batch(data, batch_size, model.config.block_size, rng)
         loss = train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), grad_clip)
-        losses.append(float(loss.data))
+        losses.append(loss.data)
     model.eval()
-    return losses
+    if not losses:
+        return []
+    xp = backend.array_module(losses[0])
+    return [float(v) for v in backend.to_numpy(xp.stack(losses))]
 
 
 def _model_device(model) -> str:
@@ -297,6 +313,9 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
         optimizer.load_state_dict(optim_state)
         rng.bit_generator.state = meta["batch_rng"]
         set_rng_state(meta["model_rng"])
+        note = restore_device_rng(meta, cfg.out_dir, cfg.seed, start_iter)  # the dropout masks' generator
+        if note and cfg.dropout > 0:
+            log(note)
     n_params = sum(p.numel() for p in model.parameters())
     # data parallel: the step is train_step in one process without accumulation, else DataParallel's
     dp = None if dist is None and cfg.grad_accum_steps == 1 else \
@@ -331,7 +350,8 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
     def save(step):
         meta = {"config": config, "tokenizer": tok.to_dict(), "step": step, "dtype": cfg.dtype,
                 "best_val_loss": best_val, "history": history, "batch_rng": rng.bit_generator.state,
-                "model_rng": get_rng_state(), "train_config": asdict(cfg), "corpus": corpus_name, "data": data}
+                "model_rng": get_rng_state(), "device_rng": backend.device_rng.get_state(),
+                "train_config": asdict(cfg), "corpus": corpus_name, "data": data}
         if init_record is not None:
             meta["init"] = init_record
         if main:  # data parallel: rank 0 alone writes
@@ -357,18 +377,22 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
             g["lr"] = lr
         x, y = sample_batch(train_ids, cfg.batch_size, cfg.block_size, rng)
         tokens += x.size
-        step_loss = []
 
         def check(loss, grad_norm):  # before the optimizer step: a non-finite update is never applied
-            # the step's one host sync (clip_grad_norm_ already brought the norm); DataParallel passes
-            # the all-reduced loss as a float, the same on every rank
-            step_loss.append(guard.check(it, loss, grad_norm, lr))
+            # the row stays on the device (nothing read); the returned flag is the optimizer's found_inf.
+            # DataParallel passes the all-reduced loss as a float, the same on every rank
+            return guard.check(it, loss, grad_norm, lr)
         if dp is None:
             train_step(model, optimizer, Tensor(x, device=device), Tensor(y, device=device), cfg.grad_clip, check)
         else:  # data parallel: the global batch; each rank keeps its rows; the loss is the whole batch's
             dp.step(x, y, loop.signal.hit, check)
-        losses.add(step=it, lr=f"{lr:.6g}", loss=f"{step_loss[0]:.6f}")
-        return step_loss[0]
+
+    step_loss = [math.nan]  # the last loss read, for the progress bar
+
+    def read():  # the logged step's one host sync: every pending step's loss and norm, checked
+        for r in guard.flush():
+            losses.add(step=r["step"], lr=f"{r['lr']:.6g}", loss=f"{r['loss']:.6f}")
+            step_loss[0] = r["loss"]
 
     tokens = 0  # inputs fed to training steps (examples are padded to their batch's longest, not block_size)
     t0 = time.perf_counter()
@@ -376,8 +400,9 @@ def _train_locked(cfg: TrainConfig, fresh, log) -> dict:
     bar = progress_bar(cfg.progress, cfg.max_iters, start_iter)
     loop = StepLoop(start_iter, cfg.max_iters, cfg.eval_interval, bar)
     loop.run(evaluate, step, save, cfg.out_dir, log,
-             postfix=lambda lp, lossf: f"loss {lossf:.4f}, {tokens / max(lp.step_seconds, 1e-9):,.0f} tok/s",
-             stopped=None if dp is None else (lambda: dp.stop))  # data parallel: agreed in the last step's all-reduce
+             postfix=lambda lp, _: f"loss {step_loss[0]:.4f}, {tokens / max(lp.step_seconds, 1e-9):,.0f} tok/s",
+             stopped=None if dp is None else (lambda: dp.stop),  # data parallel: agreed in the last step's all-reduce
+             read=read, read_every=read_interval(device))  # the losses: read every step on the CPU, every 10 on a GPU
     it, interrupted = loop.it, loop.interrupted
     elapsed = time.perf_counter() - t0
     if main:  # data parallel: rank 0 alone writes

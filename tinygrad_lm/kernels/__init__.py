@@ -6,7 +6,7 @@ sends the call here, and everything else runs the method's own numpy code, which
 kernel's twin and the reference it is tested against. This package holds:
 
 * the CUDA C sources, one file per op family (`softmax.cu`, `cross_entropy.cu`, `layernorm.cu`,
-  `gelu.cu`, `attention.cu`, `adamw.cu`) and the helpers they share (`common.cuh`); each file
+  `gelu.cu`, `attention.cu`, `adamw.cu`, `dropout.cu`) and the helpers they share (`common.cuh`); each file
   starts with the math it computes, forward and backward;
 * `SOURCES`: per file, the template instantiations the host launches ("softmax_fwd<float>");
 * `load_source(file)`: the text every compiler gets (NVRTC through cupy, the compile check in
@@ -39,6 +39,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "attention.cu": tuple(f"attn_bwd_delta<{t}>" for t in _FLOATS)
     + tuple(f"{k}<{t}, {nk}>" for k in ("attn_fwd", "attn_bwd_dkdv", "attn_bwd_dq") for t in _FLOATS for nk in (1, 2, 4)),
     "adamw.cu": tuple(f"adamw_step<{t}>" for t in _FLOATS),
+    "dropout.cu": tuple(f"dropout_mask<{t}>" for t in _FLOATS),
 }
 
 # NVRTC options for every file. cupy adds -ftz=true and the -arch of the device itself;
@@ -174,16 +175,29 @@ def runtime_for(arr):
     """The runtime that runs kernels on `arr`'s arrays, or None: cupy arrays get the cupy
     runtime; numpy arrays get the host runtime the backend was given (only the CPU emulation
     under tests/ sets one)."""
-    global _cupy_runtime
     from .. import backend
     if type(arr) is np.ndarray:
         return backend.host_kernel_runtime()
     cp = backend._cupy
     if cp is not None and isinstance(arr, cp.ndarray):
-        if _cupy_runtime is None or _cupy_runtime.cp is not cp:     # the cupy module can change (tests)
-            _cupy_runtime = CupyRuntime(cp)
-        return _cupy_runtime
+        return _cupy_rt(cp)
     return None
+
+
+def runtime_for_device(device: str):
+    """The runtime for arrays a kernel will create on `device` (a canonical name): the cupy
+    runtime for "cuda:N", the host runtime (or None) for "cpu"."""
+    from .. import backend
+    if device == "cpu":
+        return backend.host_kernel_runtime()
+    return _cupy_rt(backend._cupy) if backend._cupy is not None else None
+
+
+def _cupy_rt(cp):
+    global _cupy_runtime
+    if _cupy_runtime is None or _cupy_runtime.cp is not cp:     # the cupy module can change (tests)
+        _cupy_runtime = CupyRuntime(cp)
+    return _cupy_runtime
 
 
 def op_table() -> dict:

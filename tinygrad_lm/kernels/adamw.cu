@@ -12,7 +12,9 @@
 //
 // The tensors come in a table passed by value as the kernel's argument (4 KB of parameter
 // space, no host-to-device copy): their addresses, sizes and slots, and the first block of
-// each. Block b finds its tensor (the last one whose first block is <= b) and updates a chunk
+// each, and `skip`: null, or the address of a device bool (the training loop's found_inf,
+// set when the step's loss or gradient norm is not finite) that makes every block return at
+// once, so a diverged step changes nothing without the host reading the flag. Block b finds its tensor (the last one whose first block is <= b) and updates a chunk
 // of ADAMW_CHUNK elements of it; 256 threads, so each thread handles 16 elements with
 // coalesced loads. One read of p, g, m, v and one write of p, m, v per element, where the
 // array code in optim.py makes a pass over memory for each of its dozen array operations.
@@ -40,11 +42,13 @@ template <typename T> struct AdamWTable {
     int block_start[ADAMW_MAX_TENSORS + 1];      // tensor i owns blocks [block_start[i], block_start[i + 1])
     unsigned char slot_of[ADAMW_MAX_TENSORS];
     int count;                                   // tensors in the table
+    const bool* skip;                            // null, or a device flag: set = change nothing
 };
 
 // grid (block_start[count]), block 256.
 template <typename T>
 __global__ void __launch_bounds__(256) adamw_step(const AdamWTable<T> tab) {
+    if (tab.skip != nullptr && *tab.skip) return;                  // uniform: every thread reads the one flag
     const int b = blockIdx.x;
     int i = 0;
     while (i + 1 < tab.count && tab.block_start[i + 1] <= b) ++i;   // at most 64 steps, uniform in the block

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from . import CTYPE, ByValue, launch, runtime_for
+from . import CTYPE, ByValue, launch, runtime_for, runtime_for_device
 
 _FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT32_MAX = 2 ** 31 - 1
@@ -361,15 +361,17 @@ def adamw_table_dtype(dt) -> np.dtype:
     slot = np.dtype([(f, dt) for f in _SLOT_FIELDS], align=True)
     return np.dtype([("p", "<u8", (MAX_TENSORS,)), ("g", "<u8", (MAX_TENSORS,)), ("m", "<u8", (MAX_TENSORS,)),
                      ("v", "<u8", (MAX_TENSORS,)), ("n", "<i8", (MAX_TENSORS,)), ("slot", slot, (MAX_SLOTS,)),
-                     ("block_start", "<i4", (MAX_TENSORS + 1,)), ("slot_of", "u1", (MAX_TENSORS,)), ("count", "<i4")],
-                    align=True)
+                     ("block_start", "<i4", (MAX_TENSORS + 1,)), ("slot_of", "u1", (MAX_TENSORS,)), ("count", "<i4"),
+                     ("skip", "<u8")], align=True)
 
 
 class _AdamW:
     """optim.AdamW.step (and Adam's): every parameter with a gradient in as few launches as
-    the 4 KB argument table allows (64 tensors and 8 distinct (group, step) slots a launch)."""
+    the 4 KB argument table allows (64 tensors and 8 distinct (group, step) slots a launch).
+    `found_inf` on the device goes in as the table's `skip` pointer, read by the kernel (a set
+    flag: the kernel returns, nothing changes); a host flag is read here (optim.Optimizer._skip_flag)."""
 
-    def runtime(self, opt):
+    def runtime(self, opt, found_inf=None):
         arrays = []
         for g in opt.param_groups:
             for p in g["params"]:
@@ -379,7 +381,10 @@ class _AdamW:
                     arrays += [p.data, p.grad.data]
         return _rt_of(*arrays) if arrays else None
 
-    def step(self, rt, opt):
+    def step(self, rt, opt, found_inf=None):
+        skip, flag = opt._skip_flag(found_inf)
+        if skip:
+            return
         entries = []                 # (p, g, m, v, slot values)
         for group in opt.param_groups:
             lr, (b1, b2), eps, wd, decoupled = group["lr"], group["betas"], group["eps"], group["weight_decay"], \
@@ -420,8 +425,35 @@ class _AdamW:
             for f_i, f in enumerate(_SLOT_FIELDS):
                 table["slot"][f][0, :len(slots)] = [slot[f_i] for slot in slots]
             table["count"] = len(chunk)
+            table["skip"] = rt.ptr(flag) if flag is not None else 0
             launch(rt, "adamw.cu", f"adamw_step<{CTYPE[dt]}>", (blocks,), (256,), (ByValue(table),))
             start += len(chunk)
+
+
+# ================================================================ dropout masks
+class _DropoutMask:
+    """backend.DeviceGenerator.dropout_mask in one launch (dropout.cu): the generator's words
+    computed in registers, only the mask written. Same arguments, same bits, and the counter
+    advances alike."""
+
+    def runtime(self, gen, shape, p, dtype=np.float32, device="cpu"):
+        if not 0.0 <= p < 1.0 or np.dtype(dtype) not in _FLOAT_TYPES:
+            return None                      # the method says what is wrong, or handles it
+        return runtime_for_device(device)
+
+    def dropout_mask(self, rt, gen, shape, p, dtype=np.float32, device="cpu"):
+        from .. import backend
+        dtype = np.dtype(dtype)
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        n = int(np.prod(shape))
+        offset = gen._reserve((n + 1) // 2)
+        with backend.use_device(device):
+            out = rt.empty(shape, dtype)
+            if n:
+                grid = (max(1, min(((n + 1) // 2 + 255) // 256, 8192)),)
+                launch(rt, "dropout.cu", f"dropout_mask<{CTYPE[dtype]}>", grid, (256,),
+                       (out, np.int64(n), np.uint64(offset), np.uint32(gen.threshold(p)), dtype.type(1.0 / (1.0 - p))))
+        return out
 
 
 OPS = {
@@ -434,4 +466,5 @@ OPS = {
     "attention": _Attention(),
     "causal_attention": _PackedCausalAttention(),
     "adamw": _AdamW(),
+    "dropout_mask": _DropoutMask(),
 }

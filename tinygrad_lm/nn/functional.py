@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import backend
 from ..ops import fused
-from ..engine import broadcast_shapes, get_rng
+from ..engine import broadcast_shapes
 from ..tensor import Tensor, stack, where
 from ..tensor import embedding as _embedding
 
@@ -207,6 +207,13 @@ def _check_targets(op, target, c, ignore_index, shape):
     y = target.data
     if y.size == 0:
         return
+    span = getattr(target, "_span", None)   # the range, when known without reading a GPU (tensor._note_span)
+    if span is not None and span[0] is y:
+        lo, hi = span[1], span[2]
+        # every value lies in [lo, hi] (both attained): fine if the parts below 0 and from c up
+        # are empty or the single value ignore_index
+        if (lo >= 0 or lo == min(hi, -1) == ignore_index) and (hi < c or hi == max(lo, c) == ignore_index):
+            return
     bad = (y != ignore_index) & ((y < 0) | (y >= c))
     if bool(bad.any()):
         v = y[bad]
@@ -314,18 +321,17 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each entry with probability p and scale the survivors by 1 / (1 - p) (identity when
-    not training or p = 0). The mask comes from tinygrad_lm's seeded generator (on the CPU,
-    then moved), so `manual_seed` makes it reproducible on every device."""
+    not training or p = 0): y = x * m, m_i = keep_i / (1 - p); dy/dx = m. The mask is drawn on
+    the input's device by `backend.device_rng` (seeded by `manual_seed`, saved in training
+    checkpoints), so nothing is copied from the host and a seed gives the same mask on every
+    device."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: probability must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return input
     if p == 1.0:
         return input * 0.0
-    keep = get_rng().random(input.shape, dtype=np.float32) >= p
-    mask = keep.astype(input.dtype)
-    mask *= 1.0 / (1.0 - p)
-    return input * Tensor._wrap(backend.to_device(mask, input.device))
+    return input * Tensor._wrap(backend.device_rng.dropout_mask(input.shape, p, input.dtype, input.device))
 
 
 # ================================================================ attention

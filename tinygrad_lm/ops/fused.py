@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..engine import Function, unbroadcast, get_rng
+from ..engine import Function, unbroadcast
 
 
 def _xp(a):
@@ -438,9 +438,8 @@ def _attention_forward(ctx, q, k, v, add_mask, drop_mask, scale, dropout_p, out=
     pdt = pt
     if dropout_p > 0.0:
         # drawn in (..., Tq, Tk) order, as the composed version draws it, then viewed transposed
-        keep = get_rng().random(tuple(batch) + (tq, tk), dtype=np.float32) >= dropout_p   # on the CPU: same on every device
-        keep = backend.to_device(keep, backend.device_of(pt)).astype(pt.dtype)
-        keep *= 1.0 / (1.0 - dropout_p)
+        # on the scores' device, from backend.device_rng: the same mask on every device, nothing copied
+        keep = backend.device_rng.dropout_mask(tuple(batch) + (tq, tk), dropout_p, pt.dtype, backend.device_of(pt))
         ctx.keep = keep.swapaxes(-1, -2)
         pdt = pt * ctx.keep
     ctx.pd = pdt

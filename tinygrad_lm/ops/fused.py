@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import backend
 from ..engine import Function, unbroadcast
+from . import attention as tiled
 
 
 def _xp(a):
@@ -474,165 +475,6 @@ def _attention_backward(ctx, g, q, k, v, scale, outs=(None, None, None)):
     return dq, dk, dv, dmask
 
 
-# ================================================================ causal attention in tiles
-# Causal attention with Tq = Tk and no dropout takes this path on the CPU: the queries in
-# tiles of `_tile_rows`, each tile against the keys up to its own last query, so the score
-# tiles above the diagonal (every entry masked) are never computed and the mask is added to
-# the diagonal block only. q (scaled), k and v are first copied into plain (..., T, hs)
-# arrays and each tile's scores are a plain (..., keys, queries) array: the small per-head
-# matrix products run at BLAS speed on contiguous operands. The batch is split over
-# `backend.run_parts` (numpy releases the GIL in matmul and ufuncs). The forward keeps the
-# unnormalised exp tiles and 1/l (l = their sums over the keys); the backward folds 1/l into
-# dO once instead of dividing the tiles. docs/attention.md derives it; timings:
-# docs/performance.md.
-_tile_rows = 64
-_diag_bias_cache: dict = {}
-
-
-class attention_tile:
-    """`attention_tile(rows)`: the query rows per tile of the tiled causal attention, as a
-    plain call (from here on) or a context manager (inside the block only). An op reads the
-    size when its forward runs, and its backward uses the same tiles. The default is 64; the
-    tests use tiny tiles to cover the tile loop."""
-
-    def __init__(self, rows: int):
-        global _tile_rows
-        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-            raise ValueError(f"attention_tile: rows must be an integer >= 1, got {rows!r}")
-        self.prev, _tile_rows = _tile_rows, rows
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        global _tile_rows
-        _tile_rows = self.prev
-
-
-def _query_tiles(t, rows):
-    return [(i0, min(i0 + rows, t)) for i0 in range(0, t, rows)]
-
-
-def _diag_bias(n, dtype):
-    """The causal mask of a diagonal block (keys x queries, both n), additive: -inf where
-    key > query, else 0; cached."""
-    key = (n, np.dtype(dtype).str)
-    bias = _diag_bias_cache.get(key)
-    if bias is None:
-        dtype = np.dtype(dtype)
-        bias = np.where(np.arange(n)[:, None] > np.arange(n)[None, :], dtype.type(-np.inf), dtype.type(0))
-        if len(_diag_bias_cache) >= 16:
-            _diag_bias_cache.clear()
-        _diag_bias_cache[key] = bias
-    return bias
-
-
-_causal_masks_seen: dict = {}
-
-
-def _is_causal(drop_mask, tq, tk) -> bool:
-    """Whether a bool mask is exactly the causal mask of a square (T, T) score matrix (True
-    where key > query); remembered per mask object, as the causal masks are cached."""
-    if drop_mask is None or tq != tk or drop_mask.shape != (tq, tk):
-        return False
-    hit = _causal_masks_seen.get(id(drop_mask))
-    if hit is not None and hit[0] is drop_mask:
-        return hit[1]
-    ok = bool(np.array_equal(drop_mask, np.arange(tk)[None, :] > np.arange(tq)[:, None]))
-    if len(_causal_masks_seen) >= 32:
-        _causal_masks_seen.clear()
-    _causal_masks_seen[id(drop_mask)] = (drop_mask, ok)
-    return ok
-
-
-def _tiles_apply(xp, drop_mask, add_mask, dropout_p, tq, tk) -> bool:
-    """Whether the tiled causal path applies: numpy arrays, the causal mask, no additive mask,
-    no dropout (dropout keeps the full-matrix path and its mask draws)."""
-    return xp is np and add_mask is None and dropout_p == 0.0 and _is_causal(drop_mask, tq, tk)
-
-
-def _batch_parts(fn, batch, *arrays):
-    """fn(lo, hi) over blocks of the first batch axis on backend.run_parts, or fn over the
-    whole batch at once when an input broadcasts along that axis."""
-    if batch and all(a.shape[0] == batch[0] for a in arrays):
-        backend.run_parts(fn, batch[0])
-    else:
-        fn(None, None)
-
-
-def _causal_forward(ctx, q, k, v, scale, out=None):
-    """y = softmax(q k^T * scale, causal) v over (..., T, hs) tensors, a tile of queries at a
-    time. Saves on ctx: the exp tiles P~ (..., keys, queries), 1/l (..., T, 1), the scaled q,
-    contiguous k and v, and the output y."""
-    batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    t, dtype = q.shape[-2], q.dtype
-    qs = np.multiply(q, dtype.type(scale), out=np.empty(q.shape, dtype=dtype))   # scaled once, contiguous
-    k, v = np.ascontiguousarray(k), np.ascontiguousarray(v)
-    if out is None:
-        out = np.empty(batch + (t, v.shape[-1]), dtype=dtype)
-    tiles = _query_tiles(t, _tile_rows)
-    exp_tiles = [np.empty(batch + (i1, i1 - i0), dtype=dtype) for i0, i1 in tiles]   # keys 0..i1 x queries i0..i1
-    inv_l = np.empty(batch + (t, 1), dtype=dtype)
-
-    def part(lo, hi):
-        b = slice(lo, hi)
-        qp, kp, vp, yp, lp = qs[b], k[b], v[b], out[b], inv_l[b]
-        for (i0, i1), mem in zip(tiles, exp_tiles):
-            st = mem[b]                                  # S^T, (..., i1, tq)
-            np.matmul(kp[..., :i1, :], qp[..., i0:i1, :].swapaxes(-1, -2), out=st)
-            st[..., i0:, :] += _diag_bias(i1 - i0, dtype)
-            st -= st.max(axis=-2, keepdims=True)     # finite: key 0 is in every query's row
-            np.exp(st, out=st)                       # P~^T = e^(S - m)
-            l = np.ones((1, i1), dtype=dtype) @ st    # sum over the keys, (..., 1, tq)
-            np.divide(1.0, l, out=l)
-            lt = l.swapaxes(-1, -2)
-            lp[..., i0:i1, :] = lt
-            o = yp[..., i0:i1, :]
-            np.matmul(st.swapaxes(-1, -2), vp[..., :i1, :], out=o)
-            o *= lt                                  # y = (P~ v) / l
-
-    _batch_parts(part, batch, q, k, v)
-    ctx.rows, ctx.exp_tiles, ctx.qs, ctx.kc, ctx.vc, ctx.inv_l, ctx.y = _tile_rows, exp_tiles, qs, k, v, inv_l, out
-    return out
-
-
-def _causal_backward(ctx, g, q, k, v, scale, outs=(None, None, None)):
-    """With P = P~ / l and gl = dO / l (row by row):
-
-        dV = P~^T gl,   dS = P~ * (gl V^T - rowsum(gl * y)),   dQ = dS K * scale,   dK = dS^T q * scale,
-
-    which is dS = P * (dP - rowsum(dP * P)) with dP = dO V^T, since rowsum(dP * P) = rowsum(dO * y).
-    Returns (dQ, dK, dV) at the broadcast batch shape."""
-    batch, t = ctx.y.shape[:-2], ctx.y.shape[-2]
-    qs, k, v = ctx.qs, ctx.kc, ctx.vc
-    dq, dk, dv = (o if o is not None else np.empty(batch + (t, a.shape[-1]), dtype=g.dtype)
-                  for o, a in zip(outs, (q, k, v)))
-    tiles = list(enumerate(_query_tiles(t, ctx.rows)))[::-1]   # the last tile first: it reaches every key
-
-    def part(lo, hi):
-        b = slice(lo, hi)
-        gp = g[b]
-        gl = np.multiply(gp, ctx.inv_l[b], out=np.empty(gp.shape, dtype=gp.dtype))   # (..., T, hs), contiguous
-        dl = np.einsum("...th,...th->...t", gl, ctx.y[b])[..., None, :]   # rowsum(gl * y), (..., 1, T)
-        qp, kp, vp, dqp, dkp, dvp = qs[b], k[b], v[b], dq[b], dk[b], dv[b]
-        for n, (i0, i1) in tiles:
-            pt, gi = ctx.exp_tiles[n][b], gl[..., i0:i1, :]
-            dst = np.matmul(vp[..., :i1, :], gi.swapaxes(-1, -2))     # (dP / l)^T, (..., i1, tq)
-            dst -= dl[..., i0:i1]
-            dst *= pt                                    # dS^T
-            if i1 == t:
-                np.matmul(pt, gi, out=dvp)
-                np.matmul(dst, qp[..., i0:i1, :], out=dkp)
-            else:
-                dvp[..., :i1, :] += pt @ gi
-                dkp[..., :i1, :] += dst @ qp[..., i0:i1, :]
-            np.matmul(dst.swapaxes(-1, -2), kp[..., :i1, :], out=dqp[..., i0:i1, :])
-        dqp *= g.dtype.type(scale)
-
-    _batch_parts(part, batch, q, k, v, g)
-    return dq, dk, dv
-
-
 class FusedAttention(Function):
     """Scaled dot-product attention over (..., T, hs) tensors:
 
@@ -650,16 +492,17 @@ class FusedAttention(Function):
         self.q, self.k, self.v, self.scale = q, k, v, scale
         self.need_mask = bool(mask) and self.needs_input_grad is not None and self.needs_input_grad[3]
         self.mshape = mask[0].shape if mask else None
-        self.tiled = _tiles_apply(_xp(q), drop_mask, mask[0] if mask else None, dropout_p, q.shape[-2], k.shape[-2])
-        if self.tiled:
-            return _causal_forward(self, q, k, v, scale)
+        self.tiled = tiled.tiles_apply((q, k, v), q.shape[-2], k.shape[-2], drop_mask, mask[0] if mask else None,
+                                       dropout_p)
+        if self.tiled:  # causal, no dropout, on numpy: ops/attention.py, no T x T matrix
+            return tiled.causal_forward(self, q, k, v, scale)
         return _attention_forward(self, q, k, v, mask[0] if mask else None, drop_mask, scale, dropout_p)
 
     @backend.kernel("attention")
     def backward(self, g):
         need = self.needs_input_grad
         if self.tiled:
-            dq, dk, dv = _causal_backward(self, g, self.q, self.k, self.v, self.scale)
+            dq, dk, dv = tiled.causal_backward(self, g, self.scale)
             return (unbroadcast(dq, self.q.shape) if need[0] else None,
                     unbroadcast(dk, self.k.shape) if need[1] else None,
                     unbroadcast(dv, self.v.shape) if need[2] else None)
@@ -693,10 +536,10 @@ class FusedPackedCausalAttention(Function):
         self.q, self.k, self.v = (x5[:, :, i].transpose(0, 2, 1, 3) for i in range(3))   # (B, nh, T, hs) views
         self.scale, self.need_mask = 1.0 / float(np.sqrt(hs)), False
         y = xp.empty((b, t, n_head, hs), dtype=qkv.dtype)
-        self.tiled = _tiles_apply(xp, drop_mask, None, dropout_p, t, t)
+        self.tiled = tiled.tiles_apply((qkv,), t, t, drop_mask, None, dropout_p)
         out = y.transpose(0, 2, 1, 3)
-        if self.tiled:
-            _causal_forward(self, self.q, self.k, self.v, self.scale, out)
+        if self.tiled:  # no dropout, on numpy: ops/attention.py
+            tiled.causal_forward(self, self.q, self.k, self.v, self.scale, out)
         else:
             _attention_forward(self, self.q, self.k, self.v, None, drop_mask, self.scale, dropout_p, out=out)
         return y.reshape(b, t, c)
@@ -708,7 +551,10 @@ class FusedPackedCausalAttention(Function):
         dqkv = xp.empty((b, t, 3, nh, hs), dtype=g.dtype)
         outs = tuple(dqkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
         dout = g.reshape(b, t, nh, hs).transpose(0, 2, 1, 3)
-        (_causal_backward if self.tiled else _attention_backward)(self, dout, self.q, self.k, self.v, self.scale, outs)
+        if self.tiled:
+            tiled.causal_backward(self, dout, self.scale, outs)
+        else:
+            _attention_backward(self, dout, self.q, self.k, self.v, self.scale, outs)
         return dqkv.reshape(b, t, 3 * nh * hs)
 
 

@@ -450,17 +450,19 @@ def tune_host_allocator(limit: int = 1 << 30) -> bool:
 
 # ================================================================ CPU threads for numpy passes
 # numpy's elementwise passes and reductions run on one core, and it releases the GIL inside
-# them (and inside matmul), so the CPU ops split their biggest passes into row blocks run by a
-# few Python threads at once. Created on first use: importing the package starts no thread.
-_num_threads = None   # None: every CPU this process may run on
+# them (and inside matmul), so a CPU op may split a large pass into row blocks run by a few
+# Python threads at once (the tiled causal attention splits its batch). One thread by default:
+# on the 2-core machine of benchmarks/RESULTS.md (#17), shared with other jobs, two threads
+# made the step slower, not faster. The pool is created on first use with more than one thread.
+_num_threads = None   # None: TINYGRAD_LM_NUM_THREADS, else 1
 _pool = None
 
 
 def set_num_threads(n: int) -> None:
     """Threads the CPU ops split their large passes over (PyTorch's name for the setting):
-    the calling thread plus n - 1 workers. 1 runs everything on the calling thread. The
-    result does not depend on it: work is split only where rows are independent. numpy's
-    BLAS keeps its own thread count (OPENBLAS_NUM_THREADS, threadpoolctl)."""
+    the calling thread plus n - 1 workers; 1 (the default) runs everything on the calling
+    thread. The result does not depend on it, bit for bit: work is split only where rows are
+    independent. numpy's BLAS keeps its own thread count (OPENBLAS_NUM_THREADS, threadpoolctl)."""
     global _num_threads, _pool
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be an integer >= 1, got {n!r}")
@@ -472,15 +474,10 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """set_num_threads's value; by default TINYGRAD_LM_NUM_THREADS when the environment sets
-    it, else the number of CPUs this process may run on."""
+    it (an integer >= 1), else 1."""
     if _num_threads is None:
         env = os.environ.get("TINYGRAD_LM_NUM_THREADS", "")
-        if env.isdigit() and int(env) >= 1:
-            return int(env)
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            return os.cpu_count() or 1
+        return int(env) if env.isdigit() and int(env) >= 1 else 1
     return _num_threads
 
 
@@ -497,7 +494,9 @@ def run_parts(fn, n: int, min_part: int = 1) -> None:
     """Call fn(lo, hi) on contiguous blocks [lo, hi) covering range(n), up to
     get_num_threads() of them and none smaller than `min_part`: the first block on the calling
     thread, the others on worker threads, at the same time. Returns when all are done (an
-    exception in any block is raised here). fn must write disjoint outputs per block."""
+    exception in any block is raised here). fn must write disjoint outputs per block. Each
+    worker runs in a copy of the caller's context, so numpy's errstate (np.errstate is a
+    context variable) applies to every block alike."""
     global _pool
     parts = max(1, min(get_num_threads(), n // max(min_part, 1)))
     if parts == 1:
@@ -506,8 +505,9 @@ def run_parts(fn, n: int, min_part: int = 1) -> None:
     if _pool is None:
         from concurrent.futures import ThreadPoolExecutor
         _pool = ThreadPoolExecutor(get_num_threads() - 1, thread_name_prefix="tinygrad_lm")
+    import contextvars
     bounds = [n * i // parts for i in range(parts + 1)]
-    futures = [_pool.submit(fn, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    futures = [_pool.submit(contextvars.copy_context().run, fn, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
     try:
         fn(bounds[0], bounds[1])
     finally:

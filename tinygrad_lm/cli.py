@@ -359,7 +359,8 @@ def _add_bench(sub):
                    "each in a fresh process per round, alternating, --rounds rounds (default 5; median of "
                    "each round's --steps timed steps, default 10); the in-process table follows")
     g.add_argument("--ablate", action="store_true", help="with --fresh: also ours with the tiled causal "
-                   "attention off and with one CPU thread, in the same rounds")
+                   "attention off (TINYGRAD_LM_ATTENTION_TILE=0) and with two CPU threads "
+                   "(TINYGRAD_LM_NUM_THREADS=2), in the same rounds")
     g = p.add_argument_group("profile (--what model --profile)")
     g.add_argument("--profile", action="store_true", help="instead of timing against PyTorch: where our step's "
                    "time goes (phases, time per op)")

@@ -162,7 +162,7 @@ def _model(s, configs, devices, torch, torch_why, composed, out_dir, log):
 
 def _fresh(s, configs, devices, torch, torch_why, rounds, ablate, steps, out_dir, log):
     from .fresh import FRESH_FIELDS, FRESH_ROUND_FIELDS, format_fresh, run_fresh
-    names = ["ours"] + (["ours_untiled", "ours_1thread"] if ablate else [])
+    names = ["ours"] + (["ours_untiled", "ours_2threads"] if ablate else [])
     if torch is not None:
         names.append("torch_sdpa")
     else:

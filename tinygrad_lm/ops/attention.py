@@ -7,7 +7,7 @@ row by row and y = P v:
 
     forward:   per query row i, m_i = max_j S_ij, P~_ij = e^(S_ij - m_i), l_i = sum_j P~_ij,
                y_i = (sum_j P~_ij v_j) / l_i
-    backward:  dV = P^T dO,  dP = dO V^T,  dS = P * (dP - D),  D_i = sum_j dP_ij P_ij = dO_i . y_i,
+    backward:  dV = P^T dO,  dP = dO V^T,  dS = P * (dP - D),  D_i = sum_j dP_ij P_ij (= dO_i . y_i),
                dQ = dS K * scale,  dK = dS^T Q * scale
 
 The queries go in tiles of `attention_tile` rows (default 64), each tile against the keys up
@@ -16,8 +16,8 @@ are never computed, and the mask is added to the diagonal block alone. A tile's 
 row sum cover every key the tile's queries see, so each tile is an exact softmax (no running
 rescale is needed when a tile holds all its keys at once). The forward keeps the unnormalised
 exp tiles P~ and 1/l; the backward folds 1/l into dO once (gl = dO / l, a (T, hs) pass instead
-of a pass over the scores) and uses D = dO . y, FlashAttention's identity, so it never forms
-P itself. docs/attention.md derives all of it.
+of a pass over the scores), so it never forms P itself. docs/attention.md derives all of it,
+and the identity D = dO . y that a kernel looping over key tiles would use instead.
 
 Layout: each tile's scores are kept transposed, S^T (..., keys, queries), like the full-matrix
 path in fused.py; q (scaled once), k and v are first copied into plain contiguous (..., T, hs)
@@ -130,7 +130,7 @@ def causal_forward(ctx, q, k, v, scale, out=None):
     """y = softmax(q k^T * scale + causal mask) v over (..., T, hs) arrays (batch dims
     broadcast), a tile of queries at a time; written into `out` when given (any strides).
     Saves on ctx: rows (the tile size), exp_tiles (P~^T per tile, (..., i1, i1 - i0)),
-    inv_l (1/l, (..., T, 1)), qs (q * scale), kc, vc (contiguous k, v) and y."""
+    inv_l (1/l, (..., T, 1)), qs (q * scale), kc, vc (contiguous k, v) and y (for its shape)."""
     batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     t, dtype = q.shape[-2], q.dtype
     qs = np.multiply(q, dtype.type(scale), out=np.empty(q.shape, dtype=dtype))   # scaled once, contiguous
@@ -165,11 +165,17 @@ def causal_forward(ctx, q, k, v, scale, out=None):
 
 def causal_backward(ctx, g, scale, outs=(None, None, None)):
     """The gradients of `causal_forward`'s y for dO = g, from what it saved. With P = P~ / l
-    and gl = dO / l (row by row):
+    and gl = dO / l (row by row), per query tile against all the keys its queries see:
 
-        dV = P~^T gl,   dS = P~ * (gl V^T - rowsum(gl * y)),   dQ = dS K * scale,   dK = dS^T q * scale,
+        dV = P~^T gl,   dP = dO V^T,   P * dP = P~ * (gl V^T),   D = rowsum(P * dP),
+        dS = P * dP - P~ * (D / l),   dQ = dS K * scale,   dK = dS^T q * scale,
 
-    which is dS = P * (dP - rowsum(dP * P)) with dP = dO V^T, since rowsum(dP * P) = rowsum(dO * y).
+    which is dS = P * (dP - D).
+
+    D could also be rowsum(dO * y) (the identity docs/attention.md derives, which a kernel
+    whose inner loop runs over key tiles needs); here every tile holds all its queries' keys,
+    so D comes from the tile itself, as in the full-matrix path: where the softmax saturates
+    (P one-hot) P * dP - P * D is then exactly 0, not a rounding residue of two dot products.
     Returns (dQ, dK, dV) at the broadcast batch shape, written into `outs` where given."""
     batch, t = ctx.y.shape[:-2], ctx.y.shape[-2]
     qs, k, v = ctx.qs, ctx.kc, ctx.vc
@@ -181,14 +187,16 @@ def causal_backward(ctx, g, scale, outs=(None, None, None)):
         b = slice(lo, hi)
         gp = g[b]
         gl = np.multiply(gp, ctx.inv_l[b], out=np.empty(np.broadcast_shapes(gp.shape, ctx.inv_l[b].shape),
-                                                           dtype=g.dtype))   # (..., T, hs), contiguous
-        dl = np.einsum("...th,...th->...t", gl, ctx.y[b])[..., None, :]   # rowsum(gl * y), (..., 1, T)
-        qp, kp, vp, dqp, dkp, dvp = qs[b], k[b], v[b], dq[b], dk[b], dv[b]
+                                                           dtype=g.dtype))   # dO / l, (..., T, hs), contiguous
+        qp, kp, vp, lp, dqp, dkp, dvp = qs[b], k[b], v[b], ctx.inv_l[b], dq[b], dk[b], dv[b]
         for n, (i0, i1) in tiles:
             pt, gi = ctx.exp_tiles[n][b], gl[..., i0:i1, :]
             dst = np.matmul(vp[..., :i1, :], gi.swapaxes(-1, -2))     # (dP / l)^T, (..., i1, tq)
-            dst -= dl[..., i0:i1]
-            dst *= pt                                    # dS^T (without the scale)
+            pdp = dst * pt                                            # (P * dP)^T
+            d = np.ones((1, i1), dtype=g.dtype) @ pdp                 # D, (..., 1, tq)
+            d *= lp[..., i0:i1, :].swapaxes(-1, -2)                   # D / l: P * D = P~ * (D / l)
+            np.multiply(pt, d, out=dst)
+            np.subtract(pdp, dst, out=dst)                            # dS^T (without the scale)
             if i1 == t:                                  # the first tile visited covers every key
                 np.matmul(pt, gi, out=dvp)
                 np.matmul(dst, qp[..., i0:i1, :], out=dkp)

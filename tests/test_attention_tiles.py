@@ -1,13 +1,13 @@
 """The tiled causal attention (ops/attention.py) against the full-matrix path and the composed
 one, forward and gradients, float64 and float32; finite differences with tiny tiles; odd T,
-T = 1, broadcasting batches; the thread pool (backend.run_parts) giving bit-identical results
+T = 1, broadcasting batches; the thread pool (threads.run_parts) giving bit-identical results
 at any thread count; and the paths that must not take the tiles (dropout, additive masks,
 non-causal masks, cupy arrays)."""
 import numpy as np
 import pytest
 
 import tinygrad_lm as tg
-from tinygrad_lm import Tensor, backend, gradcheck
+from tinygrad_lm import Tensor, gradcheck, threads
 from tinygrad_lm.nn import functional as F
 from tinygrad_lm.ops import attention as A
 
@@ -16,9 +16,9 @@ TIGHT = dict(rtol=1e-10, atol=1e-12)   # float64: the same math, summed in anoth
 
 @pytest.fixture(autouse=True)
 def _threads_restored():
-    prev = backend.get_num_threads()
+    prev = threads.get_num_threads()
     yield
-    backend.set_num_threads(prev)
+    threads.set_num_threads(prev)
 
 
 def _sdpa(q, k, v, g, *, tile, impl="fused", **kw):
@@ -103,8 +103,8 @@ def test_tiled_broadcasts_batch_dims_like_the_full_matrix_path(kshape):
     t, hs = 6, 2
     q, g = rng.standard_normal((3, 3, t, hs)), rng.standard_normal((3, 3, t, hs))
     k, v = rng.standard_normal(kshape + (t, hs)), rng.standard_normal(kshape + (t, hs))
-    for threads in (1, 2):
-        backend.set_num_threads(threads)
+    for n in (1, 2):
+        threads.set_num_threads(n)
         tiled, was_tiled = _sdpa(q, k, v, g, tile=4)
         full, _ = _sdpa(q, k, v, g, tile=0)
         assert was_tiled and tiled[2].shape == k.shape and tiled[3].shape == v.shape
@@ -129,8 +129,8 @@ def test_thread_count_does_not_change_a_bit_of_the_result():
     qkv = rng.standard_normal((5, 70, 3 * 4 * 8)).astype(np.float32)
     g = rng.standard_normal((5, 70, 4 * 8)).astype(np.float32)
     results = []
-    for threads in (1, 2, 3, 8):
-        backend.set_num_threads(threads)
+    for n in (1, 2, 3, 8):
+        threads.set_num_threads(n)
         results.append(_packed(qkv, g, 4, tile=16)[0])
     for r in results[1:]:
         for a, b in zip(r, results[0]):
@@ -185,23 +185,36 @@ def test_run_parts_covers_the_range_once_on_up_to_n_threads_and_raises_errors():
     def fn(lo, hi):
         seen.append((lo, hi))
         names.add(threading.current_thread().name)
-    backend.set_num_threads(3)
-    backend.run_parts(fn, 10)
+    threads.set_num_threads(3)
+    threads.run_parts(fn, 10)
     assert sorted(seen) == [(0, 3), (3, 6), (6, 10)] and len(names) <= 3
     seen.clear()
-    backend.run_parts(fn, 10, min_part=6)          # one part only: on the calling thread
+    threads.run_parts(fn, 10, min_part=6)          # one part only: on the calling thread
     assert seen == [(0, 10)]
-    backend.set_num_threads(1)
+    threads.set_num_threads(1)
     seen.clear()
-    backend.run_parts(fn, 10)
+    threads.run_parts(fn, 10)
     assert seen == [(0, 10)]
 
     def boom(lo, hi):
         if lo > 0:
             raise RuntimeError("part failed")
-    backend.set_num_threads(2)
+    threads.set_num_threads(2)
     with pytest.raises(RuntimeError, match="part failed"):
-        backend.run_parts(boom, 4)
+        threads.run_parts(boom, 4)
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ValueError, match="set_num_threads: n must be an integer >= 1"):
-            backend.set_num_threads(bad)
+            threads.set_num_threads(bad)
+
+
+def test_run_parts_workers_see_the_callers_errstate():
+    big = np.full(4, 3e38, np.float32)
+    threads.set_num_threads(2)
+
+    def overflow(lo, hi):
+        big[lo:hi] * np.float32(10)
+    with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            threads.run_parts(overflow, 4)     # the worker's block overflows too: both raise
+    with np.errstate(over="ignore"):
+        threads.run_parts(overflow, 4)         # and ignore it alike: no warning, no error

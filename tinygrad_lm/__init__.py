@@ -13,9 +13,8 @@ from .tensor import (  # noqa: F401
     cat, concatenate, stack, where, maximum, minimum, take_along_dim, one_hot, pad, embedding,
     float16, float32, float64, int32, int64, bool_,
 )
-from .backend import (  # noqa: F401
-    DeviceError, cuda_available, set_tf32, tune_host_allocator, set_num_threads, get_num_threads,
-)
+from .backend import DeviceError, cuda_available, set_tf32, tune_host_allocator  # noqa: F401
+from .threads import set_num_threads, get_num_threads  # noqa: F401
 from .gradcheck import gradcheck, GradcheckError  # noqa: F401
 from . import engine, ops  # noqa: F401
 from .debug import trace, detect_anomaly, AnomalyError  # noqa: F401

@@ -3,9 +3,9 @@ PyTorch eager (`F.scaled_dot_product_attention`) each in a new interpreter per r
 alternating (the order flips every round), so neither inherits the other's allocator, BLAS
 threads or imported libraries. A round's figure is the median of its timed steps; the table
 gives the median over rounds, the spread over rounds, the ratio ours / PyTorch (of the medians,
-and its range over the rounds' own ratios), GFLOP/s against the machine's measured matmul
-peak, and each process's peak resident memory (ru_maxrss: the interpreter, its libraries and
-the step's arrays).
+and the minimum, median and maximum of the rounds' own ratios), GFLOP/s against the machine's measured matmul
+peak, and each process's peak resident memory (VmHWM: the interpreter, its libraries and the
+step's arrays).
 
 With `ablate`, the same rounds also run ours with one CPU change undone or one option taken,
 so what each buys is measured in the same run:
@@ -13,7 +13,7 @@ so what each buys is measured in the same run:
 * `ours_untiled`: causal attention through the full T x T score matrix
   (TINYGRAD_LM_ATTENTION_TILE=0) instead of the tiled path (ops/attention.py);
 * `ours_2threads`: the CPU ops' thread pool at two threads (TINYGRAD_LM_NUM_THREADS=2; the
-  default is one: backend.set_num_threads).
+  default is one: threads.set_num_threads).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from .harness import quantiles, run_in_child, table
 from .machine import blas_threads
 
 FRESH_FIELDS = ["config", "device", "impl", "rounds", "warmup", "steps", "ms_median", "ms_min_round", "ms_max_round", "ms_q1",
-                "ms_q3", "ratio_ours", "ratio_min", "ratio_max", "gflops", "frac_of_peak", "peak_rss_mb",
+                "ms_q3", "ratio_ours", "ratio_min", "ratio_round_median", "ratio_max", "gflops", "frac_of_peak", "peak_rss_mb",
                 "loss_first"]
 FRESH_ROUND_FIELDS = ["config", "device", "impl", "round", "ms_median", "peak_rss_mb"]
 
@@ -57,8 +57,22 @@ def fresh_step(impl: str, config: str, device: str, warmup: int, steps: int) -> 
             loss0 = loss
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    return {"times": times, "loss_first": loss0,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    return {"times": times, "loss_first": loss0, "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB: VmHWM from /proc/self/status on Linux (the
+    high-water mark of this program's own memory), else ru_maxrss. (Linux's ru_maxrss carries
+    over the parent's resident size when a child is started by fork and exec, so a child of
+    a bench process that has torch loaded would report torch's memory too.)"""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_fresh(config: str, device: str, rounds: int, warmup: int, steps: int, peak_gflops: float,
@@ -97,22 +111,24 @@ def run_fresh(config: str, device: str, rounds: int, warmup: int, steps: int, pe
                "ms_median": 1e3 * m, "ms_min_round": 1e3 * min(ts), "ms_max_round": 1e3 * max(ts),
                "ms_q1": 1e3 * q1, "ms_q3": 1e3 * q3, "gflops": fl / m / 1e9, "frac_of_peak": fl / m / 1e9 / peak_gflops,
                "peak_rss_mb": statistics.median(rss[name]), "loss_first": loss[name],
-               "ratio_ours": "", "ratio_min": "", "ratio_max": ""}
+               "ratio_ours": "", "ratio_min": "", "ratio_round_median": "", "ratio_max": ""}
         if ref is not None:
             # this implementation / PyTorch: of the medians, and the range of the rounds' own ratios
             per = [a / b for a, b in zip(ts, med[ref])]
-            row.update(ratio_ours=m / statistics.median(med[ref]), ratio_min=min(per), ratio_max=max(per))
+            row.update(ratio_ours=m / statistics.median(med[ref]), ratio_min=min(per),
+                       ratio_round_median=statistics.median(per), ratio_max=max(per))
         rows.append(row)
     return rows, per_round
 
 
 def format_fresh(rows, peak: dict) -> str:
     hdr = ["config", "impl", "rounds", "ms/step (median of rounds)", "[min, max] round", "this/PyTorch",
-           "[min, max] per round", "GFLOP/s", "% of peak", "peak RSS MB"]
+           "per round [min, median, max]", "GFLOP/s", "% of peak", "peak RSS MB"]
     out = []
     for r in rows:
         ratio = "" if r["ratio_ours"] == "" else f"{r['ratio_ours']:.2f}"
-        span = "" if r["ratio_ours"] == "" else f"[{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]"
+        span = ("" if r["ratio_ours"] == "" else
+                f"[{r['ratio_min']:.2f}, {r['ratio_round_median']:.2f}, {r['ratio_max']:.2f}]")
         out.append([r["config"], r["impl"], str(r["rounds"]), f"{r['ms_median']:.1f}",
                     f"[{r['ms_min_round']:.1f}, {r['ms_max_round']:.1f}]", ratio, span, f"{r['gflops']:.2f}",
                     f"{100 * r['frac_of_peak']:.1f}%", f"{r['peak_rss_mb']:.0f}"])

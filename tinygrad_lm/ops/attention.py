@@ -22,10 +22,10 @@ and the identity D = dO . y that a kernel looping over key tiles would use inste
 Layout: each tile's scores are kept transposed, S^T (..., keys, queries), like the full-matrix
 path in fused.py; q (scaled once), k and v are first copied into plain contiguous (..., T, hs)
 arrays so every small per-head product runs at BLAS speed. The leading batch axis is split over
-`backend.run_parts` (numpy releases the GIL inside matmul and ufuncs); each part writes its
+`threads.run_parts` (numpy releases the GIL inside matmul and ufuncs); each part writes its
 own rows, so the result does not depend on the thread count.
 
-Imports: numpy and backend only (this is a layer below nn/ and models/).
+Imports: numpy and tinygrad_lm.threads only (this is a layer below nn/ and models/).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ import os
 
 import numpy as np
 
-from .. import backend
+from .. import threads
 
 
 def _env_tile() -> int:
@@ -117,11 +117,11 @@ def tiles_apply(arrays, tq, tk, drop_mask, add_mask, dropout_p) -> bool:
 
 
 def _batch_parts(fn, batch, *arrays):
-    """fn(lo, hi) over blocks of the first batch axis on backend.run_parts when every array
+    """fn(lo, hi) over blocks of the first batch axis on threads.run_parts when every array
     has that axis at full length; fn(None, None) over the whole batch at once otherwise (an
     input broadcasts along it, or there is no batch axis)."""
     if batch and batch[0] > 1 and all(a.ndim == len(batch) + 2 and a.shape[0] == batch[0] for a in arrays):
-        backend.run_parts(fn, batch[0])
+        threads.run_parts(fn, batch[0])
     else:
         fn(None, None)
 

@@ -1,6 +1,6 @@
 """Does splitting an elementwise pass over two Python threads pay on this machine?
 
-numpy releases the GIL inside ufuncs, so `threads.run_parts` can run row blocks of one pass
+numpy releases the GIL inside ufuncs, so `ops/threads.py: run_parts` can run row blocks of one pass
 on several threads at once. This times, at the model step's shapes, three passes the issue
 named (GELU's forward, a LayerNorm-style row normalisation, an AdamW-style update over one
 flat parameter buffer) on one thread and on two, in alternating rounds, and prints the
@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from tinygrad_lm import backend, threads
+from tinygrad_lm import backend
+from tinygrad_lm.ops import threads
 
 C, K = float(np.sqrt(2 / np.pi)), 0.044715
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import tinygrad_lm as tg
-from tinygrad_lm import Tensor, gradcheck, threads
+from tinygrad_lm import Tensor, gradcheck
+from tinygrad_lm.ops import threads
 from tinygrad_lm.nn import functional as F
 from tinygrad_lm.ops import attention as A
 

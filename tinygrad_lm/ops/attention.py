@@ -25,7 +25,7 @@ arrays so every small per-head product runs at BLAS speed. The leading batch axi
 `threads.run_parts` (numpy releases the GIL inside matmul and ufuncs); each part writes its
 own rows, so the result does not depend on the thread count.
 
-Imports: numpy and tinygrad_lm.threads only (this is a layer below nn/ and models/).
+Imports: numpy and ops/threads.py only (this is a layer below nn/ and models/).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ import os
 
 import numpy as np
 
-from .. import threads
+from . import threads
 
 
 def _env_tile() -> int:

@@ -7,7 +7,8 @@ batch). One thread by default: on the 2-core machine of benchmarks/RESULTS.md (#
 with other jobs, two threads did not make the training step faster. The worker pool is
 created on first use with more than one thread; importing the package starts no thread.
 
-Imports the standard library only, so any layer may use it.
+It lives in ops/ because the ops use it; it imports the standard library only, so any layer
+may. `tinygrad_lm.set_num_threads` and `tinygrad_lm.get_num_threads` are these.
 """
 from __future__ import annotations
 

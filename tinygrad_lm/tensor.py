@@ -8,7 +8,7 @@ fault. `backward()` hands over to `engine.backward`. The module-level constructo
 (`tensor`, `zeros`, `randn`, `arange`, ...) and functions over several tensors (`cat`,
 `stack`, `where`, `pad`, `embedding`, ...) follow the class, as in `torch`.
 
-Why this file is longer than 600 lines: it is the whole public Tensor API, one class whose
+Why this file is long: it is the whole public Tensor API, one class whose
 methods are mostly one-liners grouped by op family (conversion, operators, elementwise,
 reductions, movement), and the constructors that go with it; splitting the class would
 scatter one API over several files. The engine that does the differentiating is the

@@ -1,7 +1,8 @@
 """The import rules of the lower layers, read from the source (every import, lazy ones included).
 
 backend (+ kernels/) <- engine <- ops/ <- tensor.py: each imports only the layers below it, so
-there is no import cycle among them; opcheck/ is a tool above the library, which only the CLI
+there is no import cycle among them (tests/test_architecture.py checks the whole package against
+docs/architecture.md); opcheck/ is a tool above the library, which only the CLI
 imports. (tests/test_workflow_imports.py has the rules of the workflow layer.)
 """
 import ast

@@ -228,6 +228,8 @@ def test_every_module_is_in_exactly_one_layer():
     assert order == ["tools", "workflow", "models", "data", "nn", "engine", "backend"]
     for layer, allowed in may.items():  # a layer may import only layers below it in the table
         assert allowed <= set(order[order.index(layer) + 1:]), (layer, allowed)
+        for below in allowed:  # and every layer a path of arrows reaches (the diagram's reading)
+            assert may[below] <= allowed, (layer, below, may[below] - allowed)
     _, problems = assign(paths)
     assert not problems, "\n".join(problems)
 

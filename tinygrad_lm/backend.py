@@ -7,6 +7,12 @@ cupy is imported lazily, on first use of a "cuda" device, so a CPU-only machine
 never needs it. The hand-written CUDA kernels (`kernels/`) sit beside this module in the
 backend layer: it imports them, they import nothing from the package and get the cupy module
 from it at each call.
+
+Why this file is long: it holds every place where numpy and cupy differ, so that nothing
+above has to know: device names and transfers, TF32, the counter-based device RNG,
+deterministic scatter-adds, erf, the host allocator, the kernel dispatch seam. Each part is
+short; spread over several files, "only backend.py knows numpy from cupy" would become a
+rule about a folder.
 """
 from __future__ import annotations
 

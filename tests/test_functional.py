@@ -244,6 +244,33 @@ def test_fully_masked_softmax_row_is_zero_and_does_not_poison_other_rows():
     assert np.isfinite(grads[0]).all() and np.array_equal(grads[0][0], [0, 0, 0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_tensor_softmax_methods_are_the_fused_ops_of_F(name, dtype):
+    """x.softmax(dim) / x.log_softmax(dim) give F's default (fused) values and gradients bit for
+    bit, for every dim, an all -inf row included; F.use_fused(False) switches F, not the method."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 5)).astype(dtype)
+    x[1, 2, :] = -np.inf
+    g = rng.standard_normal(x.shape).astype(dtype)
+
+    def run(fn):
+        t = Tensor(x, requires_grad=True)
+        out = fn(t)
+        out.backward(Tensor(g))
+        return out.detach().numpy(), t.grad.numpy()
+
+    for dim in range(-3, 3):
+        want = run(lambda t: getattr(F, name)(t, dim))
+        for got in (run(lambda t: getattr(t, name)(dim)), run(lambda t: getattr(t, name)(dim=dim))):
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+        with F.use_fused(False):
+            np.testing.assert_array_equal(run(lambda t: getattr(t, name)(dim))[1], want[1])
+    with pytest.raises(IndexError, match=f"{name}: dim 3 is out of range for a tensor of 3 dims"):
+        getattr(Tensor(x), name)(3)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("ls", [0.0, 0.1])
 def test_fused_and_composed_cross_entropy_agree_on_extremes(reduction, ls):

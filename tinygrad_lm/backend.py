@@ -4,7 +4,15 @@ A device name ("cpu", "cuda", "cuda:1") maps to an array module (`numpy` or
 `cupy`). Everything above asks this module for `xp` instead of importing an
 array library for math, so an op is written once and runs on both backends.
 cupy is imported lazily, on first use of a "cuda" device, so a CPU-only machine
-never needs it.
+never needs it. The hand-written CUDA kernels (`kernels/`) sit beside this module in the
+backend layer: it imports them, they import nothing from the package and get the cupy module
+from it at each call.
+
+Why this file is long: it holds every place where numpy and cupy differ, so that nothing
+above has to know: device names and transfers, TF32, the counter-based device RNG,
+deterministic scatter-adds, erf, the host allocator, the kernel dispatch seam. Each part is
+short; spread over several files, "only backend.py knows numpy from cupy" would become a
+rule about a folder.
 """
 from __future__ import annotations
 
@@ -12,6 +20,9 @@ import math
 import os
 
 import numpy as np
+
+from . import kernels  # the CUDA kernels' package imports nothing back (see kernels/__init__.py)
+from .kernels import ops as kernel_ops
 
 _cupy = None          # the cupy module once imported
 _cupy_error = None    # why importing it failed, if it did
@@ -496,9 +507,7 @@ def set_host_kernel_runtime(runtime):
 def kernel_launches() -> int:
     """Fused kernels launched so far (tinygrad_lm's own kernels only; cupy's generic kernels
     are not counted). The benchmark reads it before and after a step."""
-    import sys
-    k = sys.modules.get("tinygrad_lm.kernels")
-    return k.launch_count() if k is not None else 0
+    return kernels.launch_count()
 
 
 def kernel(name: str):
@@ -506,8 +515,9 @@ def kernel(name: str):
     CUDA kernel `name` (a key of tinygrad_lm.kernels.ops.OPS) where one applies.
 
     forward / step: when kernels are enabled and cupy is loaded (or a host runtime is set),
-    OPS[name].runtime(...) looks at the arguments (array type, dtype, layout, options) and
-    returns the runtime to run them on, or None to run the method itself. forward records
+    OPS[name].runtime(runtimes, ...) is handed where kernels can run (`kernels.Runtimes`: the
+    cupy module, the host runtime), looks at the arguments (array type, dtype, layout,
+    options) and returns the runtime to run them on, or None to run the method itself. forward records
     that runtime on the node, and backward follows the forward: the kernel backward for a node
     the kernel forward recorded, the method otherwise."""
     import functools
@@ -519,15 +529,13 @@ def kernel(name: str):
                 rt = ctx.__dict__.get("_kernel_rt")
                 if rt is None:
                     return method(ctx, *args, **kw)
-                from . import kernels
-                return kernels.op_table()[name].backward(rt, ctx, *args, **kw)
+                return kernel_ops.OPS[name].backward(rt, ctx, *args, **kw)
         else:
             def wrapper(obj, *args, **kw):
                 if _use_kernels and (_cupy is not None or _host_kernel_runtime is not None) and not (
                         args and type(args[0]) is np.ndarray and _host_kernel_runtime is None):
-                    from . import kernels
-                    impl = kernels.op_table()[name]
-                    rt = impl.runtime(obj, *args, **kw)
+                    impl = kernel_ops.OPS[name]
+                    rt = impl.runtime(kernels.Runtimes(_cupy, _host_kernel_runtime), obj, *args, **kw)
                     if rt is not None:
                         if kind == "forward":
                             obj._kernel_rt = rt

@@ -43,6 +43,12 @@ What runs where:
   checkpoint) is agreed on by every rank and printed once by rank 0; an exception during
   training is printed by its rank and ends the whole job through MPI_Abort, so no rank is
   left waiting in a collective.
+
+Why this file is long: it is one lesson told in order (the math above, then the ranks, the
+all-reduce step, the sharded evaluation, the failures, the `--nproc` launcher), and its
+parts share the launcher lookup and the install hint (`find_mpiexec`, `MPI_HINT`): `init`
+names the mpiexec to use when mpi4py and the launcher disagree. About 50 of its lines are
+this docstring.
 """
 from __future__ import annotations
 

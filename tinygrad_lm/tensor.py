@@ -8,15 +8,14 @@ fault. `backward()` hands over to `engine.backward`. The module-level constructo
 (`tensor`, `zeros`, `randn`, `arange`, ...) and functions over several tensors (`cat`,
 `stack`, `where`, `pad`, `embedding`, ...) follow the class, as in `torch`.
 
-Why this file is longer than 600 lines: it is the whole public Tensor API, one class whose
+Why this file is long: it is the whole public Tensor API, one class whose
 methods are mostly one-liners grouped by op family (conversion, operators, elementwise,
 reductions, movement), and the constructors that go with it; splitting the class would
 scatter one API over several files. The engine that does the differentiating is the
 short `engine.py`.
 
-Imports: `backend`, `engine` and `ops/` (which never import this module); `nn.functional`
-lazily for the `softmax`/`log_softmax` shortcuts, as `torch.Tensor.softmax` calls
-`torch.nn.functional`.
+Imports: `backend`, `engine` and `ops/` only (which never import this module); nothing
+above (`softmax`/`log_softmax` call the fused ops of `ops/` themselves).
 """
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import backend, engine
-from .ops import elementwise, indexing, matmul, movement, reduce
+from .ops import elementwise, fused, indexing, matmul, movement, reduce
 
 float16, float32, float64 = np.float16, np.float32, np.float64
 int32, int64, bool_ = np.int32, np.int64, np.bool_
@@ -590,14 +589,17 @@ class Tensor:
         x = x.reshape(tuple(v for s in shape for v in (1, s))).broadcast_to(inter)
         return x.reshape(tuple(s * r for s, r in zip(shape, sizes)))
 
-    # ------------------------------------------------------------ nn shortcuts
+    # ------------------------------------------------------------ softmax family
     def softmax(self, dim=-1):
-        from .nn import functional as F
-        return F.softmax(self, dim)
+        """The softmax op along `dim` (ops.fused.FusedSoftmax, whose docstring has the math):
+        the same op as `F.softmax(x, dim)` with the default impl. `F.use_fused(False)` switches
+        nn.functional's functions to their composed twins, not this method."""
+        return fused.FusedSoftmax.apply(self, dim=_dim(dim, self.ndim, "softmax"))
 
     def log_softmax(self, dim=-1):
-        from .nn import functional as F
-        return F.log_softmax(self, dim)
+        """The log-softmax op along `dim` (ops.fused.FusedLogSoftmax), as `F.log_softmax(x, dim)`
+        with the default impl."""
+        return fused.FusedLogSoftmax.apply(self, dim=_dim(dim, self.ndim, "log_softmax"))
 
 
 MinMax = namedtuple("MinMax", ["values", "indices"])

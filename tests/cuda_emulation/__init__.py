@@ -27,6 +27,7 @@ math library (g++'s libm stands in; results agree to a few ulps), -ftz, speed.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -246,6 +247,10 @@ class EmuRuntime:
         if rc:
             raise EmulationError(f"{fn.name_expression}: {err.value.decode()}")
         self.check_guards(fn.name_expression)
+
+    def device(self, name: str):
+        """The host has one device ("cpu"): nothing to switch."""
+        return contextlib.nullcontext()
 
     def sm_count(self) -> int:
         return self._sm

@@ -4,6 +4,12 @@ Both map text to integer ids in ``[0, vocab_size)`` and back, are vectorized
 with numpy (no Python loop over the characters of a large text), and
 serialize to plain JSON (``to_dict`` / ``save`` / ``load``; never pickle, so a
 saved tokenizer can be inspected and cannot execute code when loaded).
+
+Why this file is long: the two tokenizers share one interface (`Tokenizer`), one JSON
+format and one loader that reads either kind (the factories at the end), and the byte-level
+BPE is told whole: its training's array code (pair counting and merging over the whole text
+without a Python loop) sits beside the class that runs it. Moving BPE to a file of its own
+would need a third one for the shared base, or the factories and BPE would import each other.
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
 Where this sits: `backend.kernel(name)` marks the methods a kernel can replace (the fused ops'
 forward/backward in `ops/`, `AdamW.step`); for cupy arrays, with kernels enabled, the backend
 sends the call here, and everything else runs the method's own numpy code, which is each
-kernel's twin and the reference it is tested against. This package holds:
+kernel's twin and the reference it is tested against. The arrow points one way: the backend
+imports this package, which imports nothing from the rest of tinygrad_lm (the backend hands it
+what it needs at each call: the cupy module and the host runtime, as `Runtimes`). This
+package holds:
 
 * the CUDA C sources, one file per op family (`softmax.cu`, `cross_entropy.cu`, `layernorm.cu`,
   `gelu.cu`, `attention.cu`, `adamw.cu`, `dropout.cu`) and the helpers they share (`common.cuh`); each file
@@ -13,6 +16,7 @@ kernel's twin and the reference it is tested against. This package holds:
   `nvrtc.py`, the CPU emulation under tests/): local includes inlined, with #line markers so
   diagnostics name the original file and line;
 * `CupyRuntime`: compiles each file once per device with `cupy.RawModule` and launches;
+  `Runtimes`: which runtime runs the kernels on an array or a device;
 * `ops.py`: the host side of each kernel (grid and block, what forward saves, backward).
 
 Every launch goes through `launch()`, which counts it (`launch_count()`): the benchmark reports
@@ -157,6 +161,10 @@ class CupyRuntime:
         """The most dynamic shared memory one block may ask for (after opting in), in bytes."""
         return self._limits()[1]
 
+    def device(self, name: str):
+        """A context manager that makes device `name` ("cuda:N") current for allocations and launches."""
+        return self.cp.cuda.Device(int(name[5:]))
+
     def empty(self, shape, dtype):
         return self.cp.empty(shape, dtype=dtype)
 
@@ -168,29 +176,36 @@ class CupyRuntime:
         return a.data.ptr
 
 
+# ---------------------------------------------------------------- choosing a runtime
+class Runtimes:
+    """Where the kernels can run at this call, as the backend sees it: `cupy`, the cupy module
+    (None before a GPU is used), and `host`, the runtime for numpy arrays (None, except under
+    the CPU emulation in tests/). `backend.kernel` builds one per dispatch and hands it to the
+    host code in ops.py, so this package imports nothing from the rest of tinygrad_lm: the
+    backend knows the kernels, the kernels do not know the backend."""
+    __slots__ = ("cupy", "host")
+
+    def __init__(self, cupy, host):
+        self.cupy, self.host = cupy, host
+
+    def for_array(self, arr):
+        """The runtime that runs kernels on `arr`'s arrays, or None: cupy arrays get the cupy
+        runtime, numpy arrays the host runtime."""
+        if type(arr) is np.ndarray:
+            return self.host
+        if self.cupy is not None and isinstance(arr, self.cupy.ndarray):
+            return _cupy_rt(self.cupy)
+        return None
+
+    def for_device(self, device: str):
+        """The runtime for arrays a kernel will create on `device` (a canonical name): the cupy
+        runtime for "cuda:N", the host runtime (or None) for "cpu"."""
+        if device == "cpu":
+            return self.host
+        return _cupy_rt(self.cupy) if self.cupy is not None else None
+
+
 _cupy_runtime = None
-
-
-def runtime_for(arr):
-    """The runtime that runs kernels on `arr`'s arrays, or None: cupy arrays get the cupy
-    runtime; numpy arrays get the host runtime the backend was given (only the CPU emulation
-    under tests/ sets one)."""
-    from .. import backend
-    if type(arr) is np.ndarray:
-        return backend.host_kernel_runtime()
-    cp = backend._cupy
-    if cp is not None and isinstance(arr, cp.ndarray):
-        return _cupy_rt(cp)
-    return None
-
-
-def runtime_for_device(device: str):
-    """The runtime for arrays a kernel will create on `device` (a canonical name): the cupy
-    runtime for "cuda:N", the host runtime (or None) for "cpu"."""
-    from .. import backend
-    if device == "cpu":
-        return backend.host_kernel_runtime()
-    return _cupy_rt(backend._cupy) if backend._cupy is not None else None
 
 
 def _cupy_rt(cp):
@@ -198,9 +213,3 @@ def _cupy_rt(cp):
     if _cupy_runtime is None or _cupy_runtime.cp is not cp:     # the cupy module can change (tests)
         _cupy_runtime = CupyRuntime(cp)
     return _cupy_runtime
-
-
-def op_table() -> dict:
-    """name -> the host side of each kernel (ops.OPS), imported on first use."""
-    from .ops import OPS
-    return OPS

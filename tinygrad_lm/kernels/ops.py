@@ -1,16 +1,17 @@
 """The host side of each kernel: when it applies, grid and block sizes, what forward saves.
 
 Each class here stands in for the methods of one op that `backend.kernel(name)` marks; its
-`runtime(...)` gets the same arguments as the op's forward (or the optimizer's step) and
-returns the runtime that will run the kernels, or None to leave the call to the op's own
-numpy code (an unsupported dtype, layout, mask, dropout ...). `forward(rt, ctx, ...)` and
-`backward(rt, ctx, g)` then do the op's work with kernels, saving on ctx what they need
-(under `_k_*` names) and returning exactly what the op's own methods return. The op's
-docstring has the math; the .cu file has it again beside the code.
+`runtime(runtimes, ...)` gets the backend's `kernels.Runtimes` (where kernels can run now),
+then the same arguments as the op's forward (or the optimizer's step), and returns the
+runtime that will run the kernels, or None to leave the call to the op's own numpy code (an
+unsupported dtype, layout, mask, dropout ...). `forward(rt, ctx, ...)` and `backward(rt, ctx,
+g)` then do the op's work with kernels, saving on ctx what they need (under `_k_*` names)
+and returning exactly what the op's own methods return. The op's docstring has the math; the
+.cu file has it again beside the code.
 
 A runtime (kernels.CupyRuntime, or the CPU emulation under tests/) supplies `function`,
-`launch`, `empty`, `contiguous`, `ptr`, `sm_count` and `max_shared`; everything here is
-written against it, so the emulation runs exactly this code.
+`launch`, `device`, `empty`, `contiguous`, `ptr`, `sm_count` and `max_shared`; everything
+here is written against it, so the emulation runs exactly this code.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import math
 
 import numpy as np
 
-from . import CTYPE, ByValue, launch, runtime_for, runtime_for_device
+from . import CTYPE, ByValue, launch
 
 _FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT32_MAX = 2 ** 31 - 1
@@ -33,9 +34,9 @@ def _threads(n: int, per_thread: int = 8) -> int:
     return t
 
 
-def _rt_of(*arrays):
+def _rt_of(runtimes, *arrays):
     """The common runtime of `arrays` (all float32 or all float64, one array type), else None."""
-    rt = runtime_for(arrays[0])
+    rt = runtimes.for_array(arrays[0])
     if rt is None:
         return None
     dt = arrays[0].dtype
@@ -52,12 +53,12 @@ class _RowSoftmax:
         self.fwd = "log_softmax_fwd" if log else "softmax_fwd"
         self.bwd = "log_softmax_bwd" if log else "softmax_bwd"
 
-    def runtime(self, ctx, x, dim=-1):
+    def runtime(self, runtimes, ctx, x, dim=-1):
         if x.ndim == 0 or dim not in (-1, x.ndim - 1) or x.size == 0 or not x.flags.c_contiguous:
             return None
         if x.shape[-1] > _INT32_MAX or x.size // x.shape[-1] > _INT32_MAX:
             return None
-        return _rt_of(x)
+        return _rt_of(runtimes, x)
 
     def forward(self, rt, ctx, x, dim=-1):
         cols = x.shape[-1]
@@ -82,12 +83,12 @@ class _CrossEntropy:
     """ops.fused.FusedSoftmaxCrossEntropy: x (N, C) float, y (N,) integer targets."""
     _MODES = {"none": 0, "sum": 1, "mean": 2}
 
-    def runtime(self, ctx, x, y, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    def runtime(self, runtimes, ctx, x, y, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0 or not x.flags.c_contiguous:
             return None
         if x.shape[0] > _INT32_MAX or x.shape[1] > _INT32_MAX or reduction not in self._MODES:
             return None
-        rt = _rt_of(x)
+        rt = _rt_of(runtimes, x)
         return rt if rt is not None and rt.owns(y) and y.dtype.kind in "iu" else None
 
     def forward(self, rt, ctx, x, y, ignore_index=-100, reduction="mean", label_smoothing=0.0):
@@ -123,14 +124,14 @@ class _CrossEntropy:
 class _LayerNorm:
     """ops.fused.FusedLayerNorm over the last d entries; weight and bias optional."""
 
-    def runtime(self, ctx, x, *wb, d, eps=1e-5, has_weight=True, has_bias=True):
+    def runtime(self, runtimes, ctx, x, *wb, d, eps=1e-5, has_weight=True, has_bias=True):
         if x.size == 0 or d == 0 or not x.flags.c_contiguous or x.size // d > _INT32_MAX:
             return None
         if any(not p.flags.c_contiguous for p in wb):
             return None
         if 2 * d * x.dtype.itemsize > 48 * 1024:     # the backward's per-column accumulators
             return None
-        return _rt_of(x, *wb)
+        return _rt_of(runtimes, x, *wb)
 
     def forward(self, rt, ctx, x, *wb, d, eps=1e-5, has_weight=True, has_bias=True):
         n = x.size // d
@@ -178,10 +179,10 @@ class _Gelu:
     def _approx(self, approximate):
         return 1 if self.always_tanh or approximate == "tanh" else 0
 
-    def runtime(self, ctx, x, approximate="none"):
+    def runtime(self, runtimes, ctx, x, approximate="none"):
         if x.size == 0 or not x.flags.c_contiguous or (not self.always_tanh and approximate not in ("none", "tanh")):
             return None
-        return _rt_of(x)
+        return _rt_of(runtimes, x)
 
     @staticmethod
     def _grid(n):
@@ -267,13 +268,13 @@ class _Attention:
     the same batch dims, C-contiguous (no causal mask either: that case comes as a bool
     drop_mask, which could be any mask, and is left to the numpy code)."""
 
-    def runtime(self, ctx, q, k, v, *mask, drop_mask=None, scale=1.0, dropout_p=0.0):
+    def runtime(self, runtimes, ctx, q, k, v, *mask, drop_mask=None, scale=1.0, dropout_p=0.0):
         if mask or drop_mask is not None or dropout_p != 0.0 or q.ndim < 2:
             return None
         if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2] and q.shape[-1] == k.shape[-1] == v.shape[-1]
                 and k.shape[-2] == v.shape[-2]) or not all(a.flags.c_contiguous for a in (q, k, v)):
             return None
-        rt = _rt_of(q, k, v)
+        rt = _rt_of(runtimes, q, k, v)
         z = q.size // max(1, q.shape[-2] * q.shape[-1])
         if rt is None or not _attention_fits(rt, q.shape[-1], z, q.shape[-2], k.shape[-2], q.itemsize):
             return None
@@ -314,10 +315,10 @@ class _PackedCausalAttention:
     """ops.fused.FusedPackedCausalAttention without dropout: qkv (B, T, 3C) C-contiguous, read in
     place as (B, T, 3, H, hd); the output is written as (B, T, H, hd) = (B, T, C)."""
 
-    def runtime(self, ctx, qkv, n_head, drop_mask, dropout_p=0.0):
+    def runtime(self, runtimes, ctx, qkv, n_head, drop_mask, dropout_p=0.0):
         if dropout_p != 0.0 or qkv.ndim != 3 or not qkv.flags.c_contiguous or qkv.shape[-1] % (3 * n_head):
             return None
-        rt = _rt_of(qkv)
+        rt = _rt_of(runtimes, qkv)
         b, t, c3 = qkv.shape
         if rt is None or not _attention_fits(rt, c3 // (3 * n_head), b * n_head, t, t, qkv.itemsize):
             return None
@@ -371,7 +372,7 @@ class _AdamW:
     `found_inf` on the device goes in as the table's `skip` pointer, read by the kernel (a set
     flag: the kernel returns, nothing changes); a host flag is read here (optim.Optimizer._skip_flag)."""
 
-    def runtime(self, opt, found_inf=None):
+    def runtime(self, runtimes, opt, found_inf=None):
         arrays = []
         for g in opt.param_groups:
             for p in g["params"]:
@@ -379,7 +380,7 @@ class _AdamW:
                     if not p.data.flags.c_contiguous or not p.grad.data.flags.c_contiguous or p.data.size == 0:
                         return None
                     arrays += [p.data, p.grad.data]
-        return _rt_of(*arrays) if arrays else None
+        return _rt_of(runtimes, *arrays) if arrays else None
 
     def step(self, rt, opt, found_inf=None):
         skip, flag = opt._skip_flag(found_inf)
@@ -436,18 +437,17 @@ class _DropoutMask:
     computed in registers, only the mask written. Same arguments, same bits, and the counter
     advances alike."""
 
-    def runtime(self, gen, shape, p, dtype=np.float32, device="cpu"):
+    def runtime(self, runtimes, gen, shape, p, dtype=np.float32, device="cpu"):
         if not 0.0 <= p < 1.0 or np.dtype(dtype) not in _FLOAT_TYPES:
             return None                      # the method says what is wrong, or handles it
-        return runtime_for_device(device)
+        return runtimes.for_device(device)
 
     def dropout_mask(self, rt, gen, shape, p, dtype=np.float32, device="cpu"):
-        from .. import backend
         dtype = np.dtype(dtype)
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         n = int(np.prod(shape))
         offset = gen._reserve((n + 1) // 2)
-        with backend.use_device(device):
+        with rt.device(device):
             out = rt.empty(shape, dtype)
             if n:
                 grid = (max(1, min(((n + 1) // 2 + 255) // 256, 8192)),)

@@ -166,6 +166,11 @@ def test_quick_profile_command(capsys):
     (["--what", "model", "--nproc", "2"], "--nproc: only with --what allreduce"),
     (["--what", "allreduce", "--threads", "1"], "--threads: only with --what ops, model, all or overhead"),
     (["--what", "model", "--ops", "add"], "--ops: only with --what ops, all or overhead"),
+    (["--what", "ops", "--fresh"], "--fresh: only with --what model or all"),
+    (["--what", "ops", "--rounds", "3"], "--rounds: only with --what overhead, or --what model --fresh"),
+    (["--what", "model", "--ablate"], "--rounds and --ablate (with --what model): only with --fresh"),
+    (["--what", "model", "--rounds", "3"], "--rounds and --ablate (with --what model): only with --fresh"),
+    (["--what", "model", "--fresh", "--rounds", "0"], "--rounds must be an integer >= 1, got 0"),
 ])
 def test_bad_bench_flags_name_the_flag(tmp_path, capsys, argv, message):
     assert main(["bench", "--quick", "--out-dir", str(tmp_path)] + argv) == 2
@@ -191,6 +196,48 @@ def test_model_configs_come_from_the_training_presets():
         for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size"):
             assert cfg[k] == PRESETS[name][k], (name, k)
         assert (cfg["vocab_size"], cfg["dropout"], cfg["bias"]) == (65, 0.0, False)
+
+
+def test_the_cpu_comparison_configs_and_the_config_help_names_them(capsys):
+    shape = lambda c: tuple(bench.MODEL_CONFIGS[c][k] for k in ("n_layer", "n_head", "n_embd", "block_size",  # noqa: E731
+                                                                 "batch_size"))
+    assert shape("cpu") == (4, 4, 128, 64, 12)
+    assert shape("6x192") == (6, 6, 192, 128, 16)
+    assert shape("6x384") == (6, 6, 384, 256, 8)
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in bench.MODEL_CONFIGS:
+        assert f"{name} (" in text or f"{name} =" in text, name
+
+
+def test_fresh_rounds_alternate_in_child_processes_and_report_medians_and_ratios(monkeypatch):
+    """run_fresh with the child processes replaced by a fake that records what it was asked:
+    every implementation once per round, the order reversed every other round, the variants'
+    environment passed on, the medians and per-round ratios computed from the children's times."""
+    from tinygrad_lm.bench import fresh
+    calls = []
+    ms = {"ours": [8, 9, 10], "torch_sdpa": [10, 10, 10], "ours_untiled": [12, 12, 12]}
+
+    def fake_child(func, *, blas_threads, env=None, **kw):
+        assert func == "tinygrad_lm.bench.fresh:fresh_step" and kw["config"] == "cpu"
+        name = {"TINYGRAD_LM_ATTENTION_TILE": "ours_untiled"}.get(next(iter(env), None), kw["impl"])
+        calls.append(name)
+        r = sum(1 for c in calls if c == name) - 1
+        return {"times": [ms[name][r] / 1e3] * 3, "loss_first": 4.2, "peak_rss_mb": 100.0}
+    monkeypatch.setattr(fresh, "run_in_child", fake_child)
+    rows, per_round = fresh.run_fresh("cpu", "cpu", 3, 1, 3, 100.0, ("ours", "ours_untiled", "torch_sdpa"),
+                                      log=lambda *a: None)
+    assert calls == ["ours", "ours_untiled", "torch_sdpa", "torch_sdpa", "ours_untiled", "ours",
+                     "ours", "ours_untiled", "torch_sdpa"]
+    by = {r["impl"]: r for r in rows}
+    assert by["ours"]["ms_median"] == pytest.approx(9) and by["ours"]["ratio_ours"] == pytest.approx(0.9)
+    assert (by["ours"]["ratio_min"], by["ours"]["ratio_round_median"], by["ours"]["ratio_max"]) == (
+        pytest.approx(0.8), pytest.approx(0.9), pytest.approx(1.0))
+    assert by["ours_untiled"]["ratio_ours"] == pytest.approx(1.2) and by["torch_sdpa"]["ratio_ours"] == 1
+    assert by["ours"]["gflops"] > 0 and 0 < by["ours"]["frac_of_peak"] and by["ours"]["peak_rss_mb"] == 100
+    assert len(per_round) == 9
+    assert "0.90" in fresh.format_fresh(rows, {"gflops_peak": 100.0, "n": 2048, "reps": 7})
 
 
 def test_importing_the_bench_does_not_import_torch():

@@ -14,6 +14,7 @@ from .tensor import (  # noqa: F401
     float16, float32, float64, int32, int64, bool_,
 )
 from .backend import DeviceError, cuda_available, set_tf32, tune_host_allocator  # noqa: F401
+from .ops.threads import set_num_threads, get_num_threads  # noqa: F401
 from .gradcheck import gradcheck, GradcheckError  # noqa: F401
 from . import engine, ops  # noqa: F401
 from .debug import trace, detect_anomaly, AnomalyError  # noqa: F401

@@ -336,7 +336,10 @@ def _add_bench(sub):
     p.add_argument("--quick", action="store_true", help="a ~30 s smoke run")
     p.add_argument("--what", choices=["ops", "model", "all", "overhead", "allreduce"], default="all",
                    help="allreduce: the data-parallel gradient all-reduce against the step, over --nproc ranks")
-    p.add_argument("--config", nargs="+", default=None, help="model configs: cpu, gpu")
+    p.add_argument("--config", nargs="+", default=None, help="model configs (default: cpu, plus gpu with a GPU), "
+                   "layers/heads/dims, block, batch: cpu = nanoGPT's CPU config (4/4/128, block 64, batch 12); "
+                   "6x192 (6/6/192, block 128, batch 16); 6x384 (6/6/384, block 256, batch 8); "
+                   "gpu = nanoGPT's GPU config (6/6/384, block 256, batch 64)")
     p.add_argument("--device", nargs="+", default=None, help="devices to run (default: cpu, and cuda when available)")
     p.add_argument("--out-dir", default="bench_out", help="where the CSV and PNG go")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
@@ -352,6 +355,12 @@ def _add_bench(sub):
                    "(default: as many as the budget allows, 30 to 200)")
     g.add_argument("--composed", action="store_true", help="also time ours with the composed ops "
                    "(F.use_fused(False)): what the fused ops buy")
+    g.add_argument("--fresh", action="store_true", help="first time ours and PyTorch eager (SDPA attention) "
+                   "each in a fresh process per round, alternating, --rounds rounds (default 5; median of "
+                   "each round's --steps timed steps, default 10); the in-process table follows")
+    g.add_argument("--ablate", action="store_true", help="with --fresh: also ours with the tiled causal "
+                   "attention off (TINYGRAD_LM_ATTENTION_TILE=0) and with two CPU threads "
+                   "(TINYGRAD_LM_NUM_THREADS=2), in the same rounds")
     g = p.add_argument_group("profile (--what model --profile)")
     g.add_argument("--profile", action="store_true", help="instead of timing against PyTorch: where our step's "
                    "time goes (phases, time per op)")
@@ -363,7 +372,8 @@ def _add_bench(sub):
                    help="1x1, 64x64, 1024x1024 (default: all three)")
     g.add_argument("--clock", choices=["wall", "process"], help="wall: time.perf_counter (default); process: "
                    "this process's CPU time, which other jobs on a busy machine disturb far less")
-    g.add_argument("--rounds", type=int, help="timing rounds per figure, the median reported (default 7)")
+    g.add_argument("--rounds", type=int, help="timing rounds per figure, the median reported (default 7; "
+                   "with --what model --fresh: fresh-process rounds, default 5)")
     g = p.add_argument_group("data parallel (--what allreduce)")
     g.add_argument("--nproc", type=int, help="MPI ranks, launched through mpiexec (default 2)")
     p.set_defaults(func=cmd_bench)
@@ -378,7 +388,9 @@ _ALLREDUCE = (("allreduce",), "--what allreduce")
 _NOT_OVERHEAD = (("ops", "model", "all", "profile", "allreduce"), "--what ops, model, all or allreduce")
 _BENCH_FLAG_MODES = {"budget": _MODEL, "warmup": _MODEL, "block": _MODEL, "steps": _MODEL, "composed": _MODEL,
                      "profile_steps": _PROFILE, "cprofile": _PROFILE, "torch_profile": _PROFILE,
-                     "sizes": _OVERHEAD, "clock": _OVERHEAD, "rounds": _OVERHEAD,
+                     "sizes": _OVERHEAD, "clock": _OVERHEAD,
+                     "rounds": (("overhead", "model"), "--what overhead, or --what model --fresh"),
+                     "fresh": _MODEL, "ablate": _MODEL,
                      "config": _NOT_OVERHEAD, "device": _NOT_OVERHEAD, "nproc": _ALLREDUCE,
                      "threads": (("ops", "model", "all", "profile", "overhead"), "--what ops, model, all or overhead"),
                      "ops": (("ops", "all", "overhead"), "--what ops, all or overhead")}
@@ -400,7 +412,8 @@ def cmd_bench(a):
                                  torch_profile=a.torch_profile, threads=a.threads, quick=a.quick)
     return bench.run_bench(what=a.what, quick=a.quick, configs=a.config, devices=a.device, out_dir=a.out_dir,
                            no_torch=a.no_torch, ops=a.ops, threads=a.threads, budget=a.budget, warmup=a.warmup,
-                           block=a.block, steps=a.steps, composed=a.composed, nproc=a.nproc)
+                           block=a.block, steps=a.steps, composed=a.composed, nproc=a.nproc, fresh=a.fresh,
+                           rounds=a.rounds, ablate=a.ablate)
 
 
 def _add_graph(sub):

@@ -19,11 +19,24 @@ def from_preset(name: str, **overrides) -> dict:
 
 
 MODEL_CONFIGS = {
-    # nanoGPT's CPU ("on a macbook") Shakespeare-char config
+    # nanoGPT's CPU ("on a macbook") Shakespeare-char config: 4 layers, 4 heads, 128 dims, block 64, batch 12
     "cpu": from_preset("cpu", vocab_size=65, bias=False, dropout=0.0),
-    # nanoGPT's baby Shakespeare GPU config, without dropout
+    # nanoGPT's baby Shakespeare GPU config, without dropout: 6 layers, 6 heads, 384 dims, block 256, batch 64
     "gpu": from_preset("gpu", vocab_size=65, bias=False, dropout=0.0),
+    # two sizes between them for the CPU against PyTorch, named <layers>x<dims>:
+    # 6 layers, 6 heads, 192 dims, block 128, batch 16 ...
+    "6x192": dict(from_preset("gpu", vocab_size=65, bias=False, dropout=0.0), n_embd=192, block_size=128,
+                  batch_size=16),
+    # ... and the gpu config's model at batch 8 (6 layers, 6 heads, 384 dims, block 256)
+    "6x384": from_preset("gpu", vocab_size=65, bias=False, dropout=0.0, batch_size=8),
 }
+
+
+def describe(name: str) -> str:
+    """'name (L layers, H heads, C dims, block T, batch B)' for the CLI's help and the tables."""
+    c = MODEL_CONFIGS[name]
+    return (f"{name} ({c['n_layer']} layers, {c['n_head']} heads, {c['n_embd']} dims, block {c['block_size']}, "
+            f"batch {c['batch_size']})")
 
 
 def model_kwargs(cfg: dict) -> dict:

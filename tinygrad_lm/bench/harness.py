@@ -78,13 +78,13 @@ def torch_sync(tdev: str, torch) -> None:
 
 
 # ================================================================ fresh processes
-def run_in_child(func: str, *, blas_threads: int, timeout: float = 1800, **kwargs):
+def run_in_child(func: str, *, blas_threads: int, timeout: float = 1800, env: dict | None = None, **kwargs):
     """`func` ("module:function") called with `kwargs` in a fresh interpreter: no torch, and
     no allocator state from this process. The child tunes the allocator as the bench does and
-    uses `blas_threads` BLAS threads. Returns the function's result (JSON round trip); raises
-    RuntimeError with the child's last error line when it fails."""
+    uses `blas_threads` BLAS threads; `env` adds environment variables. Returns the function's
+    result (JSON round trip); raises RuntimeError with the child's last error line when it fails."""
     code = "from tinygrad_lm.bench.harness import _child_main; _child_main()"
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas_threads))
+    env = dict(os.environ, **(env or {}), OPENBLAS_NUM_THREADS=str(blas_threads))
     env["PYTHONPATH"] = _PKG_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     r = subprocess.run([sys.executable, "-c", code, func, json.dumps(kwargs)], capture_output=True, text=True,
                        env=env, timeout=timeout)

@@ -76,7 +76,8 @@ def _blas_threads(threads):
 def run_bench(*, what: str = "all", quick: bool = False, configs=None, devices=None, out_dir: str = "bench_out",
               no_torch: bool = False, ops=None, threads: int | None = None, budget: float | None = None,
               warmup: int | None = None, block: int | None = None, steps: int | None = None,
-              composed: bool = False, nproc: int | None = None, log=print) -> int:
+              composed: bool = False, nproc: int | None = None, fresh: bool = False, rounds: int | None = None,
+              ablate: bool = False, log=print) -> int:
     """`what`: "ops" (the op sweep), "model" (the training step), "all" (both) or
     "allreduce" (the data-parallel all-reduce against the step over `nproc` ranks, default 2,
     on the one device of `devices`: allreduce.py). `configs`: names from MODEL_CONFIGS
@@ -84,7 +85,9 @@ def run_bench(*, what: str = "all", quick: bool = False, configs=None, devices=N
     plus cuda:0 when usable); `ops`: a subset of OPS; `threads`: numpy's BLAS threads and
     torch.set_num_threads; `budget` (seconds of timed steps per config) or `steps` (timed
     steps per implementation), `warmup` (steps), `block` (timed steps per turn): the model
-    step's timing; `composed`: also time ours with the composed ops. Writes ops.csv, ops_speedup.png, model.csv and model_steps.csv (or
+    step's timing; `composed`: also time ours with the composed ops; `fresh`: first ours and
+    PyTorch (SDPA) each in fresh processes, alternating, `rounds` rounds (default 5; fresh.py),
+    with `ablate` also ours with each CPU change undone. Writes ops.csv, ops_speedup.png, model.csv and model_steps.csv (or
     allreduce.csv) into `out_dir`. Returns the exit status."""
     if what not in ("ops", "model", "all", "allreduce"):
         raise ValueError(f"--what must be one of ops, model, all, allreduce, got {what!r}")
@@ -103,12 +106,19 @@ def run_bench(*, what: str = "all", quick: bool = False, configs=None, devices=N
     devices = _devices(devices, log)
     have_gpu = any(d != "cpu" for d in devices)
     configs = _configs(configs, ["cpu", "gpu"] if have_gpu else ["cpu"])
+    rounds = _checked("rounds", rounds)
+    if (fresh or ablate or rounds) and what not in ("model", "all"):
+        raise ValueError("--fresh, --rounds and --ablate: only with --what model")
+    if (ablate or rounds) and not fresh:
+        raise ValueError("--rounds and --ablate (with --what model): only with --fresh")
     s = Settings(quick, budget=budget, warmup=warmup, block=block, steps=steps)
     tune_allocator()
     with _blas_threads(threads):
         torch, torch_why = load_torch(no_torch, threads)
         log(machine_line(machine_info(torch), torch_why) + (QUICK_NOTE if quick else ""))
         os.makedirs(out_dir, exist_ok=True)
+        if fresh:
+            _fresh(s, configs, devices, torch, torch_why, rounds or (2 if quick else 5), ablate, steps, out_dir, log)
         if what in ("model", "all"):
             _model(s, configs, devices, torch, torch_why, composed, out_dir, log)
         if what in ("ops", "all"):
@@ -148,6 +158,33 @@ def _model(s, configs, devices, torch, torch_why, composed, out_dir, log):
         f"order, after {s.model_warmup} warm-up steps each")
     log(format_model(mrows, notes_by, peaks))
     log(f"wrote {path} and {os.path.join(out_dir, 'model_steps.csv')}")
+
+
+def _fresh(s, configs, devices, torch, torch_why, rounds, ablate, steps, out_dir, log):
+    from .fresh import FRESH_FIELDS, FRESH_ROUND_FIELDS, format_fresh, run_fresh
+    names = ["ours"] + (["ours_untiled", "ours_2threads"] if ablate else [])
+    if torch is not None:
+        names.append("torch_sdpa")
+    else:
+        log(f"--fresh: no PyTorch column ({torch_why})")
+    rows, per_round = [], []
+    for d in devices:
+        peak = measure_matmul_peak(d, s.peak_n, s.peak_reps)
+        here = []
+        for c in configs:
+            r, pr = run_fresh(c, d, rounds, s.model_warmup, steps or (3 if s.quick else 10), peak["gflops_peak"],
+                              names, log=log)
+            here += r
+            per_round += [dict(x, device=d) for x in pr]
+        log(f"\n== model, fresh processes ({d}): one training step (forward, backward, clip_grad_norm_(1.0), "
+            "AdamW, zero_grad), float32; ours and PyTorch eager (F.scaled_dot_product_attention) each in a new "
+            "process per round, alternating")
+        log(format_fresh(here, peak))
+        rows += [dict(x, device=d) for x in here]
+    write_csv(os.path.join(out_dir, "model_fresh.csv"), FRESH_FIELDS, rows)
+    write_csv(os.path.join(out_dir, "model_fresh_rounds.csv"), FRESH_ROUND_FIELDS, per_round)
+    log(f"wrote {os.path.join(out_dir, 'model_fresh.csv')} and {os.path.join(out_dir, 'model_fresh_rounds.csv')}")
+    log("(the in-process comparison, interleaved in one process, follows as the second table)")
 
 
 def _ops(s, devices, have_gpu, torch, torch_why, ops, out_dir, log):

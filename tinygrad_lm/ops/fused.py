@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import backend
 from ..engine import Function, unbroadcast
+from . import attention as tiled
 
 
 def _xp(a):
@@ -491,11 +492,20 @@ class FusedAttention(Function):
         self.q, self.k, self.v, self.scale = q, k, v, scale
         self.need_mask = bool(mask) and self.needs_input_grad is not None and self.needs_input_grad[3]
         self.mshape = mask[0].shape if mask else None
+        self.tiled = tiled.tiles_apply((q, k, v), q.shape[-2], k.shape[-2], drop_mask, mask[0] if mask else None,
+                                       dropout_p)
+        if self.tiled:  # causal, no dropout, on numpy: ops/attention.py, no T x T matrix
+            return tiled.causal_forward(self, q, k, v, scale)
         return _attention_forward(self, q, k, v, mask[0] if mask else None, drop_mask, scale, dropout_p)
 
     @backend.kernel("attention")
     def backward(self, g):
         need = self.needs_input_grad
+        if self.tiled:
+            dq, dk, dv = tiled.causal_backward(self, g, self.scale)
+            return (unbroadcast(dq, self.q.shape) if need[0] else None,
+                    unbroadcast(dk, self.k.shape) if need[1] else None,
+                    unbroadcast(dv, self.v.shape) if need[2] else None)
         dq, dk, dv, dm = _attention_backward(self, g, self.q, self.k, self.v, self.scale)
         grads = (unbroadcast(dq, self.q.shape) if need[0] else None,
                  unbroadcast(dk, self.k.shape) if need[1] else None,
@@ -526,8 +536,12 @@ class FusedPackedCausalAttention(Function):
         self.q, self.k, self.v = (x5[:, :, i].transpose(0, 2, 1, 3) for i in range(3))   # (B, nh, T, hs) views
         self.scale, self.need_mask = 1.0 / float(np.sqrt(hs)), False
         y = xp.empty((b, t, n_head, hs), dtype=qkv.dtype)
-        _attention_forward(self, self.q, self.k, self.v, None, drop_mask, self.scale, dropout_p,
-                           out=y.transpose(0, 2, 1, 3))
+        self.tiled = tiled.tiles_apply((qkv,), t, t, drop_mask, None, dropout_p)
+        out = y.transpose(0, 2, 1, 3)
+        if self.tiled:  # no dropout, on numpy: ops/attention.py
+            tiled.causal_forward(self, self.q, self.k, self.v, self.scale, out)
+        else:
+            _attention_forward(self, self.q, self.k, self.v, None, drop_mask, self.scale, dropout_p, out=out)
         return y.reshape(b, t, c)
 
     @backend.kernel("causal_attention")
@@ -537,7 +551,10 @@ class FusedPackedCausalAttention(Function):
         dqkv = xp.empty((b, t, 3, nh, hs), dtype=g.dtype)
         outs = tuple(dqkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
         dout = g.reshape(b, t, nh, hs).transpose(0, 2, 1, 3)
-        _attention_backward(self, dout, self.q, self.k, self.v, self.scale, outs)
+        if self.tiled:
+            tiled.causal_backward(self, dout, self.scale, outs)
+        else:
+            _attention_backward(self, dout, self.q, self.k, self.v, self.scale, outs)
         return dqkv.reshape(b, t, 3 * nh * hs)
 
 

@@ -294,6 +294,47 @@ def test_cross_entropy_with_every_row_ignored_is_nan_like_pytorch():
         assert F.cross_entropy(Tensor(np.zeros((2, 3), np.float32)), np.array([-100, -100]), reduction="sum", impl=impl).item() == 0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ls", [0.0, 0.1])
+@pytest.mark.parametrize("impl", IMPLS + ["use_fused(False)"])
+def test_every_row_ignored_gives_a_nan_mean_and_a_zero_gradient_like_pytorch(impl, ls, dtype):
+    """PyTorch 2.13: F.cross_entropy(x, full(-100)) is nan and x.grad is zeros (not NaN) for
+    'mean'; 'sum' gives 0 and 'none' zeros, with zero gradients. nll_loss likewise."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4)).astype(dtype)        # (B, T, C) with (B, T) targets, as a GPT's
+    y = np.full((2, 3), -1)
+    kw = {} if impl == "use_fused(False)" else {"impl": impl}
+    for reduction in ("mean", "sum", "none"):
+        t = Tensor(x, requires_grad=True)
+        with F.use_fused(impl != "use_fused(False)"), np.errstate(divide="ignore", invalid="ignore"):
+            # (the composed mean divides 0 / 0 forward and g / 0 backward; numpy would warn)
+            loss = F.cross_entropy(t, y, ignore_index=-1, reduction=reduction, label_smoothing=ls, **kw)
+            loss.backward(Tensor(rng.standard_normal(loss.shape).astype(dtype)))
+        assert loss.dtype == dtype
+        if reduction == "mean":
+            assert loss.shape == () and np.isnan(loss.item())
+        else:
+            np.testing.assert_array_equal(loss.detach().numpy(), np.zeros(() if reduction == "sum" else (2, 3)))
+        assert t.grad.dtype == dtype
+        np.testing.assert_array_equal(t.grad.numpy(), np.zeros_like(x), err_msg=f"{reduction} gradient")
+    if ls == 0.0 and impl != "fused":                       # nll_loss is composed only
+        t = Tensor(x, requires_grad=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = F.nll_loss(t, y, ignore_index=-1)
+            loss.backward()
+        assert np.isnan(loss.item())
+        np.testing.assert_array_equal(t.grad.numpy(), np.zeros_like(x))
+
+
+def test_fused_cross_entropy_with_every_row_ignored_warns_of_nothing():
+    import warnings
+    t = Tensor(np.zeros((2, 3), np.float32), requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        F.cross_entropy(t, np.array([-100, -100]), impl="fused").backward()
+    np.testing.assert_array_equal(t.grad.numpy(), 0)
+
+
 @FAST
 @given(b=st.integers(1, 3), h=st.integers(1, 3), tq=st.integers(1, 6), tk=st.integers(1, 6), hs=st.integers(1, 5),
        kind=st.sampled_from(["none", "causal", "bool", "float"]), seed=st.integers(0, 999))

@@ -194,6 +194,28 @@ def test_indices_made_from_host_values_or_by_arange_need_no_read(cuda, _cupy_sta
         F.cross_entropy(logits, tg.tensor([[1, 4, 3], [0, 3, 2]], device=cuda), ignore_index=-1)
 
 
+def test_cross_entropy_with_every_target_ignored_is_nan_with_zero_gradients_and_no_read(device, _cupy_standin):
+    """As PyTorch: the mean over no rows is NaN and the gradient zeros, on every device and both
+    implementations. The fused backward's max(N_valid, 1) stays on the device: on the stand-in,
+    its forward and backward read nothing back (the composed twin's gather reads its indices'
+    range once, as it does with any targets)."""
+    from tinygrad_lm.nn import functional as F
+    tgt = tg.tensor([[-1, -1, -1], [-1, -1, -1]], device=device)
+    for impl in ("fused", "composed"):
+        for ls in (0.0, 0.1):
+            logits = tg.randn(2, 3, 5, device=device, requires_grad=True)
+            if _cupy_standin is not None:
+                _cupy_standin.counters.reset()
+            with np.errstate(divide="ignore", invalid="ignore"):   # the composed mean's 0 / 0 and g / 0
+                loss = F.cross_entropy(logits, tgt, ignore_index=-1, label_smoothing=ls, impl=impl)
+                loss.backward()
+            if _cupy_standin is not None:
+                assert _cupy_standin.counters.syncs == (impl == "composed"), _cupy_standin.counters.sync_kinds
+            assert np.isnan(loss.item()), (impl, ls)
+            grad = logits.grad.cpu().numpy()
+            assert grad.shape == (2, 3, 5) and not grad.any() and not np.isnan(grad).any(), (impl, ls)
+
+
 # ================================================================ 8. clipping on the device
 @pytest.mark.parametrize("max_norm,norm_type", [(1.0, 2.0), (1e6, 2.0), (0.5, float("inf")), (2.0, 3.0)])
 def test_clipping_gives_the_cpus_bits_and_reads_nothing_on_the_device(device, _cupy_standin, max_norm, norm_type):

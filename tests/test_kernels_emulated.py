@@ -84,10 +84,16 @@ def test_kernel_matches_the_generic_path_emulated(rt, case):
     assert_close(ref, got, case.tolerance())
 
 
-def test_all_ignored_mean_is_nan_on_both_paths(rt):
-    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
-    ref, got = both(rt, lambda t: F.cross_entropy(t, np.full(3, -100)), [x], expect=("cross_entropy_fwd",))
-    assert np.isnan(ref[0]) and np.isnan(got[0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ls", [0.0, 0.1])
+def test_all_ignored_mean_is_nan_with_a_zero_gradient_on_both_paths(rt, ls, dtype):
+    # as PyTorch: the mean is 0/0 = NaN, the gradient zeros (the backward divides by max(N_valid, 1))
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(dtype)
+    ref, got = both(rt, lambda t: F.cross_entropy(t, np.full(3, -100), label_smoothing=ls), [x],
+                    expect=("cross_entropy_fwd", "cross_entropy_reduce", "cross_entropy_bwd"))
+    for out, (grad,) in (ref, got):
+        assert out.shape == () and np.isnan(out)
+        np.testing.assert_array_equal(grad, np.zeros_like(x))
 
 
 def test_layer_norm_input_grad_only_skips_the_parameter_kernel(rt):

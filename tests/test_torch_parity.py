@@ -4,6 +4,7 @@ The same GPT (our initial weights copied into tinygrad_lm.bench.torch_reference'
 same batches, the same AdamW / schedule / gradient clipping: the per-step losses must agree
 to float32 rounding. This is the check that found clip_grad_norm_ silently not clipping
 when given model.parameters() (a generator); benchmarks/convergence.py runs it at full size.
+Also cross_entropy / nll_loss against PyTorch's with ignored targets (all of them included).
 """
 import numpy as np
 import pytest
@@ -48,3 +49,34 @@ def test_training_matches_pytorch_step_for_step(gelu):
     ours = dict(model.named_parameters())
     for name, p in tm.named_parameters():
         np.testing.assert_allclose(ours[name].data, p.detach().numpy(), atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("ignored", ["all", "some"])
+@pytest.mark.parametrize("impl", ["fused", "composed"])
+def test_cross_entropy_and_nll_loss_with_ignored_targets_match_pytorch(impl, ignored):
+    """Every target ignored: PyTorch's mean is NaN (0/0) and its gradient zeros; ours too."""
+    from tinygrad_lm.nn import functional as F
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 5))
+    y = np.full(4, -100) if ignored == "all" else np.array([1, -100, 4, -100])
+    for reduction in ("mean", "sum", "none"):
+        for ls in (0.0, 0.1):
+            g = rng.standard_normal(4 if reduction == "none" else ())
+            ours = Tensor(x, requires_grad=True)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                loss = F.cross_entropy(ours, y, reduction=reduction, label_smoothing=ls, impl=impl)
+                loss.backward(Tensor(g))
+            ref = torch.tensor(x, requires_grad=True)
+            want = torch.nn.functional.cross_entropy(ref, torch.tensor(y), reduction=reduction, label_smoothing=ls)
+            want.backward(torch.tensor(g))
+            np.testing.assert_allclose(loss.detach().numpy(), want.detach().numpy(), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(ours.grad.numpy(), ref.grad.numpy(), rtol=1e-12, atol=1e-12,
+                                       err_msg=f"{reduction} ls={ls}")
+    ours, ref = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loss = F.nll_loss(ours, y)
+        loss.backward()
+    want = torch.nn.functional.nll_loss(ref, torch.tensor(y))
+    want.backward()
+    np.testing.assert_allclose(loss.item(), want.item(), rtol=1e-12)
+    np.testing.assert_allclose(ours.grad.numpy(), ref.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -8,15 +8,16 @@
 //     mean:  L = sum_i loss_i / N_valid,   sum: L = sum_i loss_i,   none: L_i = loss_i
 //
 //     dL/dx_ic = w_i (e^(x_ic - m_i) / s_i - q_ic)
-//             w_i = valid_i * g / N_valid (mean),  valid_i * g (sum),  valid_i * g_i (none)
+//             w_i = valid_i * g / max(N_valid, 1) (mean),  valid_i * g (sum),  valid_i * g_i (none)
 //
 // Written relative to m_i, never as (m_i + log s_i) - x_iy: with logits near 1e4 the sum
 // m + log s would round to float32's spacing there (1e-3) and the loss would lose 3 digits.
 // The forward saves (m_i, 1/s_i) per row (8 bytes a row, instead of the (N, C) softmax the
 // numpy path keeps), and the backward recomputes e^(x - m) / s from x.
 //
-// As the numpy path: an all-ignored batch gives L = 0/0 = NaN for 'mean', and its gradient
-// w_i = valid_i * (g / 0) = 0 * inf = NaN (PyTorch gives zeros there).
+// As the numpy path and PyTorch: an all-ignored batch gives L = 0/0 = NaN for 'mean' and a zero
+// gradient: max(N_valid, 1) only differs from N_valid at 0, where it makes each ignored row's
+// w_i = 0 instead of 0 * (g / 0) = NaN. The count is read from device memory: no host sync.
 #include "common.cuh"
 
 // grid (N), block (threads). loss (N,), stats (N, 2) = (m_i, 1 / s_i).
@@ -75,7 +76,7 @@ __global__ void cross_entropy_reduce(const T* __restrict__ loss, const long long
 }
 
 // grid (N), block (threads): dx = w_i (softmax(x_i) - q_i).
-// mode 0 ('none'): g has N entries; mode 1 ('sum'): g[0]; mode 2 ('mean'): g[0] / count[0].
+// mode 0 ('none'): g has N entries; mode 1 ('sum'): g[0]; mode 2 ('mean'): g[0] / max(count[0], 1).
 template <typename T>
 __global__ void cross_entropy_bwd(const T* __restrict__ x, const long long* __restrict__ y, const T* __restrict__ stats,
                                   const T* __restrict__ g, const T* __restrict__ count, T* __restrict__ dx, int cols,
@@ -85,7 +86,7 @@ __global__ void cross_entropy_bwd(const T* __restrict__ x, const long long* __re
     dx += row * cols;
     const long long target = y[row];
     const T valid = target != ignore_index ? T(1) : T(0);
-    const T w = valid * (mode == 0 ? g[row] : mode == 1 ? g[0] : g[0] / count[0]);
+    const T w = valid * (mode == 0 ? g[row] : mode == 1 ? g[0] : g[0] / (count[0] > T(1) ? count[0] : T(1)));
     const T m = stats[2 * row], inv_s = stats[2 * row + 1];
     const T wp = w * inv_s, smooth = w * (eps / T(cols)), hit = w * (T(1) - eps);
     for (int j = threadIdx.x; j < cols; j += blockDim.x) {

@@ -193,6 +193,8 @@ def _nll(logp: Tensor, y, ignore_index, reduction, label_smoothing) -> Tensor:
         return loss
     if reduction == "sum":
         return loss.sum()
+    # every row ignored: 0 / 0 = NaN, and backward's g / 0 = inf stops at the masked_fill above
+    # (a select, not a product with 0), so x gets zeros: PyTorch's values, with no special case
     return loss.sum() / Tensor._wrap(xp.asarray(valid.sum(), dtype=logp.dtype))
 
 

@@ -135,7 +135,8 @@ class FusedSoftmaxCrossEntropy(Function):
                   and w_i = 0 for ignored rows.
 
     With eps = 0 this is the textbook p - y. Never builds a one-hot matrix: the target term
-    is one fancy-index subtraction. An all-ignored batch gives NaN for 'mean' (0/0), as PyTorch.
+    is one fancy-index subtraction. An all-ignored batch gives NaN for 'mean' (0/0) and a zero
+    gradient, as PyTorch: backward divides g by max(N_valid, 1), so w_i = 0, not 0 * (g / 0).
     """
 
     @backend.kernel("cross_entropy")
@@ -178,8 +179,9 @@ class FusedSoftmaxCrossEntropy(Function):
         elif self.reduction == "sum":
             w = self.valid * g
         else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                w = self.valid * (g / self.count.astype(g.dtype))
+            # max on the device (no read of the count); it only differs from N_valid at 0, where
+            # every valid_i is 0 and w = 0: PyTorch's zero gradient, not 0 * (g / 0) = NaN
+            w = self.valid * (g / _xp(g).maximum(self.count, 1).astype(g.dtype))
         w = w.astype(e.dtype, copy=False)
         dx = e * (w * self.inv_tot)[:, None]           # w_i softmax(x_i)
         dx[self.rows, self.y] -= (1.0 - self.ls) * w

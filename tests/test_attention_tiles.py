@@ -3,6 +3,8 @@ one, forward and gradients, float64 and float32; finite differences with tiny ti
 T = 1, broadcasting batches; the thread pool (threads.run_parts) giving bit-identical results
 at any thread count; and the paths that must not take the tiles (dropout, additive masks,
 non-causal masks, cupy arrays)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -219,3 +221,19 @@ def test_run_parts_workers_see_the_callers_errstate():
             threads.run_parts(overflow, 4)     # the worker's block overflows too: both raise
     with np.errstate(over="ignore"):
         threads.run_parts(overflow, 4)         # and ignore it alike: no warning, no error
+
+
+@pytest.mark.parametrize("value", ["abc", "-2", "1.5"])
+def test_a_bad_environment_value_is_named_in_a_warning_and_the_default_is_used(value):
+    """TINYGRAD_LM_ATTENTION_TILE / TINYGRAD_LM_NUM_THREADS that are not integers in range are
+    not silently taken: a RuntimeWarning names the variable, the value and the default used."""
+    import subprocess
+    import sys
+    code = ("import tinygrad_lm.ops.attention as a, tinygrad_lm.ops.threads as t;"
+            "print(a._tile_rows, t.get_num_threads())")
+    env = dict(os.environ, TINYGRAD_LM_ATTENTION_TILE=value, TINYGRAD_LM_NUM_THREADS=value)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["64", "1"]
+    assert f"TINYGRAD_LM_ATTENTION_TILE={value!r} is not an integer >= 0: using 64" in r.stderr
+    assert f"TINYGRAD_LM_NUM_THREADS={value!r} is not an integer >= 1: using 1" in r.stderr

@@ -29,19 +29,12 @@ Imports: numpy and ops/threads.py only (this is a layer below nn/ and models/).
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from . import threads
 
 
-def _env_tile() -> int:
-    env = os.environ.get("TINYGRAD_LM_ATTENTION_TILE", "")
-    return int(env) if env.isdigit() else 64
-
-
-_tile_rows = _env_tile()   # 0: the tiled path is off (the full-matrix path in fused.py runs)
+_tile_rows = threads.env_int("TINYGRAD_LM_ATTENTION_TILE", default=64, minimum=0)   # 0: the tiled path is off (the full-matrix path in fused.py runs)
 _diag_bias_cache: dict = {}
 _causal_masks_seen: dict = {}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import warnings
 
 _num_threads = None   # None: TINYGRAD_LM_NUM_THREADS, else 1
 _pool = None
@@ -37,9 +38,21 @@ def get_num_threads() -> int:
     """set_num_threads's value; by default TINYGRAD_LM_NUM_THREADS when the environment sets
     it (an integer >= 1), else 1."""
     if _num_threads is None:
-        env = os.environ.get("TINYGRAD_LM_NUM_THREADS", "")
-        return int(env) if env.isdigit() and int(env) >= 1 else 1
+        return env_int("TINYGRAD_LM_NUM_THREADS", default=1, minimum=1)
     return _num_threads
+
+
+def env_int(name: str, default: int, minimum: int) -> int:
+    """The integer environment variable `name`, or `default` when it is unset or empty. A value
+    that is not an integer >= `minimum` is not used: a warning names the variable, the value,
+    the allowed range and the default taken instead (once per place, as Python's warnings do)."""
+    env = os.environ.get(name, "").strip()
+    if not env:
+        return default
+    if env.isdigit() and int(env) >= minimum:
+        return int(env)
+    warnings.warn(f"{name}={env!r} is not an integer >= {minimum}: using {default}", RuntimeWarning, stacklevel=3)
+    return default
 
 
 def _forget_pool():

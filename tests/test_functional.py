@@ -326,6 +326,28 @@ def test_every_row_ignored_gives_a_nan_mean_and_a_zero_gradient_like_pytorch(imp
         np.testing.assert_array_equal(t.grad.numpy(), np.zeros_like(x))
 
 
+@pytest.mark.parametrize("ls", [0.0, 0.1])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_an_ignored_row_gets_a_zero_gradient_even_from_a_non_finite_upstream_gradient(impl, ls):
+    """As PyTorch: an ignored row's gradient is selected to 0, not multiplied by 0, so an inf or
+    NaN upstream gradient (at that row for 'none', the scalar for 'sum' / 'mean') leaves it 0."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 4))
+    y = np.array([1, -100, 3, -100, 0])
+    for reduction, cot in (("none", np.array([0.5, np.inf, -1.0, np.nan, 2.0])),
+                           ("sum", np.array(np.inf)), ("mean", np.array(np.nan))):
+        t = Tensor(x, requires_grad=True)
+        with np.errstate(invalid="ignore"):
+            loss = F.cross_entropy(t, y, reduction=reduction, label_smoothing=ls, impl=impl)
+            loss.backward(Tensor(cot))
+        grad = t.grad.numpy()
+        np.testing.assert_array_equal(grad[[1, 3]], 0, err_msg=f"{reduction}: ignored rows")
+        if reduction == "none":                              # the finite rows keep their gradient
+            assert np.isfinite(grad[[0, 2, 4]]).all()
+        else:
+            assert not np.isfinite(grad[[0, 2, 4]]).any()
+
+
 def test_fused_cross_entropy_with_every_row_ignored_warns_of_nothing():
     import warnings
     t = Tensor(np.zeros((2, 3), np.float32), requires_grad=True)

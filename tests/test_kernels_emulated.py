@@ -96,6 +96,27 @@ def test_all_ignored_mean_is_nan_with_a_zero_gradient_on_both_paths(rt, ls, dtyp
         np.testing.assert_array_equal(grad, np.zeros_like(x))
 
 
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_an_ignored_row_gets_zero_from_a_non_finite_upstream_gradient_on_both_paths(rt, reduction):
+    # the kernel selects w_i = 0 for an ignored row (as PyTorch), so inf / NaN in g never reaches it
+    x = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    y = np.array([1, -100, 3, -100])
+    cot = np.array([0.5, np.inf, -1.0, np.nan], np.float32) if reduction == "none" else np.array(np.inf, np.float32)
+    grads = []
+    for use in (False, True):
+        start = len(rt.launched)
+        with kernels_on(rt) if use else contextlib.nullcontext(), np.errstate(invalid="ignore"):
+            t = Tensor(rt.guarded(x) if use else x.copy(), requires_grad=True)
+            F.cross_entropy(t, y, reduction=reduction).backward(Tensor(cot))
+        assert any(n.startswith("cross_entropy_bwd") for n in rt.launched[start:]) == use
+        grads.append(np.array(t.grad.data))
+    for grad in grads:
+        np.testing.assert_array_equal(grad[[1, 3]], 0)
+        assert np.isfinite(grad[[0, 2]]).all() == (reduction == "none")
+    if reduction == "none":     # the finite rows agree (inf * (p - q) rows may differ in inf vs NaN)
+        np.testing.assert_allclose(grads[1][[0, 2]], grads[0][[0, 2]], rtol=1e-6, atol=1e-7)
+
+
 def test_layer_norm_input_grad_only_skips_the_parameter_kernel(rt):
     x = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
     start = len(rt.launched)

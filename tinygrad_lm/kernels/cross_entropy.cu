@@ -8,7 +8,8 @@
 //     mean:  L = sum_i loss_i / N_valid,   sum: L = sum_i loss_i,   none: L_i = loss_i
 //
 //     dL/dx_ic = w_i (e^(x_ic - m_i) / s_i - q_ic)
-//             w_i = valid_i * g / max(N_valid, 1) (mean),  valid_i * g (sum),  valid_i * g_i (none)
+//             w_i = g / max(N_valid, 1) (mean),  g (sum),  g_i (none);  w_i = 0 for ignored rows
+//             (selected, so an inf or NaN g never reaches an ignored row, as in PyTorch)
 //
 // Written relative to m_i, never as (m_i + log s_i) - x_iy: with logits near 1e4 the sum
 // m + log s would round to float32's spacing there (1e-3) and the loss would lose 3 digits.
@@ -85,8 +86,9 @@ __global__ void cross_entropy_bwd(const T* __restrict__ x, const long long* __re
     x += row * cols;
     dx += row * cols;
     const long long target = y[row];
-    const T valid = target != ignore_index ? T(1) : T(0);
-    const T w = valid * (mode == 0 ? g[row] : mode == 1 ? g[0] : g[0] / (count[0] > T(1) ? count[0] : T(1)));
+    // a select, not a multiply: an ignored row gets 0 even where g is inf or NaN
+    const T w = target == ignore_index ? T(0)
+              : (mode == 0 ? g[row] : mode == 1 ? g[0] : g[0] / (count[0] > T(1) ? count[0] : T(1)));
     const T m = stats[2 * row], inv_s = stats[2 * row + 1];
     const T wp = w * inv_s, smooth = w * (eps / T(cols)), hit = w * (T(1) - eps);
     for (int j = threadIdx.x; j < cols; j += blockDim.x) {

@@ -173,15 +173,13 @@ class FusedSoftmaxCrossEntropy(Function):
 
     @backend.kernel("cross_entropy")
     def backward(self, g):
-        e = self.e
-        if self.reduction == "none":
-            w = g * self.valid
-        elif self.reduction == "sum":
-            w = self.valid * g
-        else:
+        e, xp = self.e, _xp(g)
+        if self.reduction == "mean":
             # max on the device (no read of the count); it only differs from N_valid at 0, where
-            # every valid_i is 0 and w = 0: PyTorch's zero gradient, not 0 * (g / 0) = NaN
-            w = self.valid * (g / _xp(g).maximum(self.count, 1).astype(g.dtype))
+            # every row is ignored: w = 0, PyTorch's zero gradient, not 0 * (g / 0) = NaN
+            g = g / xp.maximum(self.count, 1).astype(g.dtype)
+        # select, not multiply by valid: an ignored row's gradient is 0 even where g is inf or NaN
+        w = xp.where(self.valid, g, g.dtype.type(0))
         w = w.astype(e.dtype, copy=False)
         dx = e * (w * self.inv_tot)[:, None]           # w_i softmax(x_i)
         dx[self.rows, self.y] -= (1.0 - self.ls) * w
